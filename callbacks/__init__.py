@@ -1,0 +1,1 @@
+"""Callbacks: the Callback base, its events, and one module per callback."""

@@ -1,0 +1,1 @@
+"""Training: the Learner, optimizer groups, schedules, metrics and interpretation."""

@@ -1,0 +1,1 @@
+"""Images: types, item and batch transforms, ImageBlock, ImageDataLoaders and vision_learner."""
