@@ -1,0 +1,46 @@
+"""Collecting items: files under a folder, filtered by extension, in a stable order."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+__all__ = ['get_files', 'FileGetter']
+
+
+def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = True,
+              folders: Iterable[str] | None = None, followlinks: bool = True) -> list[Path]:
+    """Files under `path` with one of `extensions`, hidden files and folders skipped, sorted.
+
+    Sorted (fastai keeps file-system order) so that a seeded split is the same on every machine.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        hint = 'it is a file; pass its folder' if path.exists() else 'check the path'
+        raise FileNotFoundError(f"get_files: folder '{path}' not found ({hint}).")
+    exts = {e.lower() if e.startswith('.') else '.' + e.lower() for e in extensions} if extensions else None
+    folders = set(folders) if folders else None
+    found = []
+    if recurse:
+        for root, dirs, files in os.walk(path, followlinks=followlinks):
+            top = Path(root) == path
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.') and (not top or folders is None or d in folders))
+            found += _keep(Path(root), files, exts)
+    else:
+        found = _keep(path, [f.name for f in os.scandir(path) if f.is_file()], exts)
+    return sorted(found)
+
+
+def _keep(root: Path, files: Iterable[str], exts: set[str] | None) -> list[Path]:
+    return [root / f for f in files if not f.startswith('.') and (exts is None or os.path.splitext(f)[1].lower() in exts)]
+
+
+class FileGetter:
+    """`get_items` for a DataBlock: `get_files` with fixed arguments (picklable, unlike a lambda)."""
+
+    def __init__(self, suf: str = '', extensions: Iterable[str] | None = None, recurse: bool = True,
+                 folders: Iterable[str] | None = None):
+        self.suf, self.extensions, self.recurse, self.folders = suf, extensions, recurse, folders
+
+    def __call__(self, path: str | os.PathLike) -> list[Path]:
+        return get_files(Path(path) / self.suf, self.extensions, self.recurse, self.folders)

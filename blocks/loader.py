@@ -1,0 +1,401 @@
+"""DataLoader and DataLoaders: item transforms in worker processes, collation, batch transforms on the device."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.utils.data as tud
+
+from .show import get_grid, show_sample
+from .tensors import as_plain
+from .transform import Pipeline
+
+__all__ = ['DataLoader', 'DataLoaders', 'collate', 'CollateError', 'ItemLoadError', 'default_num_workers',
+           'default_device']
+
+
+class CollateError(RuntimeError):
+    """The samples of a batch could not be stacked (usually: images of different sizes)."""
+
+
+class ItemLoadError(RuntimeError):
+    """An item could not be turned into a sample; the message names the item and the cause."""
+
+
+def default_device() -> torch.device:
+    return torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
+
+
+def default_num_workers() -> int:
+    """One worker per core but one, so items load while the main process runs batch transforms and the model."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return min(max(cores - 1, 0), 8)
+
+
+class DataLoader:
+    """Batches of a dataset: `after_item` per sample in the workers, collate, `after_batch` on the device."""
+
+    def __init__(self, dataset: Any, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
+                 num_workers: int | None = None, after_item: Sequence[Callable] | Pipeline | None = None,
+                 before_batch: Sequence[Callable] | Pipeline | None = None,
+                 after_batch: Sequence[Callable] | Pipeline | None = None, device: torch.device | str | None = None,
+                 pin_memory: bool | None = None, persistent_workers: bool = True, split_idx: int | None = None,
+                 n_inp: int | None = None):
+        self.dataset, self.bs, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.split_idx = split_idx if split_idx is not None else getattr(dataset, 'split_idx', None)
+        self.after_item = _pipeline(after_item, self.split_idx)
+        self.before_batch = _pipeline(before_batch, self.split_idx)
+        self.after_batch = _pipeline(after_batch, self.split_idx)
+        self.device = torch.device(device) if device is not None else None
+        self.pin_memory = pin_memory if pin_memory is not None else (self.device is not None and self.device.type == 'cuda')
+        self.persistent_workers = persistent_workers
+        self.n_inp = n_inp if n_inp is not None else getattr(dataset, 'n_inp', 1)
+        self._torch_dl = None
+
+    # -- iteration ---------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[tuple]:
+        for b in self._loader():
+            yield self._finish(b)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.bs if self.drop_last else -(-n // self.bs)
+
+    @property
+    def n(self) -> int:
+        return len(self.dataset)
+
+    def _loader(self) -> tud.DataLoader:
+        if self._torch_dl is None:
+            workers = self.num_workers if len(self.dataset) > self.bs else min(self.num_workers, 1)
+            self._torch_dl = tud.DataLoader(
+                _ItemDataset(self), batch_size=self.bs, shuffle=self.shuffle, drop_last=self.drop_last,
+                num_workers=workers, collate_fn=_Collator(self), pin_memory=self.pin_memory,
+                worker_init_fn=_init_worker if workers else None,
+                persistent_workers=self.persistent_workers and workers > 0)
+        return self._torch_dl
+
+    def _finish(self, b: Any) -> tuple:
+        """Raise a worker's failure here, in the user's process; else re-type, move and run after_batch."""
+        if isinstance(b, _Failure):
+            raise b.exc from None
+        tensors, types = b
+        b = tuple(_retype(t, typ) for t, typ in zip(tensors, types))
+        if self.device is not None:
+            b = tuple(_to(o, self.device) for o in b)
+        return self.after_batch(b)
+
+    def one_batch(self) -> tuple:
+        """The first batch (without starting worker processes, which one batch does not repay)."""
+        n = min(self.bs, len(self.dataset))
+        if n == 0:
+            raise ValueError('This DataLoader has no items: check the split (is the validation set empty?).')
+        collated = _Collator(self)([_ItemDataset(self)[i] for i in self._first_indices(n)])
+        return self._finish(collated)
+
+    def _first_indices(self, n: int) -> list[int]:
+        if self.shuffle:
+            return torch.randperm(len(self.dataset))[:n].tolist()
+        return list(range(n))
+
+    # -- decoding and display ----------------------------------------------------------------------------
+    def decode(self, b: tuple) -> tuple:
+        """Undo the batch transforms (e.g. Normalize, int->float) on a batch."""
+        return self.after_batch.decode(b)
+
+    def decode_batch(self, b: tuple, max_n: int = 9) -> list[tuple]:
+        """The samples of `b` decoded all the way back to showable objects (labels as strings)."""
+        b = self.decode(b)
+        n = min(max_n, _batch_len(b))
+        samples = [tuple(o[i] for o in b) for i in range(n)]
+        return [self.dataset.decode(self.after_item.decode(s)) if hasattr(self.dataset, 'decode')
+                else self.after_item.decode(s) for s in samples]
+
+    def show_batch(self, b: tuple | None = None, max_n: int = 9, nrows: int | None = None,
+                   ncols: int | None = None, figsize: tuple | None = None, show: bool = True, **kwargs) -> list:
+        """Show up to `max_n` decoded samples of `b` (default: one batch) in a grid."""
+        b = self.one_batch() if b is None else b
+        samples = self.decode_batch(b, max_n=max_n if nrows is None or ncols is None else nrows * ncols)
+        axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize)
+        for sample, ax in zip(samples, axs):
+            show_sample(sample, ctx=ax, **kwargs)
+        return axs
+
+    # -- copies ------------------------------------------------------------------------------------------
+    def new(self, dataset: Any = None, **kwargs) -> DataLoader:
+        """A loader like this one, with `dataset` and any argument replaced."""
+        args = dict(dataset=self.dataset if dataset is None else dataset, bs=self.bs, shuffle=self.shuffle,
+                    drop_last=self.drop_last, num_workers=self.num_workers, after_item=self.after_item.fs,
+                    before_batch=self.before_batch.fs, after_batch=self.after_batch.fs, device=self.device,
+                    pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                    split_idx=self.split_idx, n_inp=self.n_inp)
+        args.update(kwargs)
+        return type(self)(**args)
+
+    def to(self, device: torch.device | str) -> DataLoader:
+        self.device = torch.device(device)
+        return self
+
+    def add_tfms(self, tfms: Sequence[Callable], event: str = 'after_batch') -> None:
+        """Add transforms to `after_item`, `before_batch` or `after_batch`, kept sorted by order."""
+        getattr(self, event).add(tfms)
+        self._torch_dl = None  # workers hold a copy of the pipelines
+
+    @property
+    def vocab(self) -> Any:
+        return getattr(self.dataset, 'vocab', None)
+
+    @property
+    def items(self) -> Any:
+        return getattr(self.dataset, 'items', None)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(n={self.n}, bs={self.bs}, shuffle={self.shuffle}, num_workers={self.num_workers})'
+
+
+def _pipeline(tfms: Sequence[Callable] | Pipeline | None, split_idx: int | None) -> Pipeline:
+    return Pipeline(tfms.fs if isinstance(tfms, Pipeline) else tfms, split_idx=split_idx)
+
+
+def _init_worker(worker_id: int) -> None:
+    # Each worker is one process on one core: torch's own threads would fight the other workers.
+    torch.set_num_threads(1)
+
+
+def _batch_len(b: tuple) -> int:
+    first = b[0]
+    return len(first) if hasattr(first, '__len__') else 1
+
+
+def _retype(o: Any, typ: type) -> Any:
+    return o.as_subclass(typ) if isinstance(o, torch.Tensor) and typ is not torch.Tensor and issubclass(typ, torch.Tensor) else o
+
+
+def _to(o: Any, device: torch.device) -> Any:
+    return o.to(device, non_blocking=True) if isinstance(o, torch.Tensor) else o
+
+
+class _Failure:
+    """A sample or batch that failed in a worker, carried to the main process to be raised there."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class _ItemDataset(tud.Dataset):
+    """The torch view of a DataLoader's dataset: sample i through `after_item`, failures captured."""
+
+    def __init__(self, dl: DataLoader):
+        self.dataset, self.after_item = dl.dataset, dl.after_item
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        try:
+            return i, self.after_item(self.dataset[i])
+        except Exception as e:
+            return i, _Failure(_item_error(self.dataset, i, e))
+
+
+def _item_name(dataset: Any, i: int) -> str:
+    items = getattr(dataset, 'items', None)
+    try:
+        item = items[i] if items is not None else None
+    except Exception:
+        item = None
+    return f'item {i}' + (f' ({item})' if item is not None else '')
+
+
+def _item_error(dataset: Any, i: int, e: Exception) -> Exception:
+    msg = f'Could not load {_item_name(dataset, i)}: {e}' if not isinstance(e, KeyError) else \
+        f'Could not load {_item_name(dataset, i)}: {e.args[0] if e.args else e}'
+    try:
+        return type(e)(msg)
+    except Exception:
+        return ItemLoadError(msg)
+
+
+class _Collator:
+    """collate_fn: `before_batch`, stack, and strip tensor types (restored in the main process)."""
+
+    def __init__(self, dl: DataLoader):
+        self.dataset, self.before_batch = dl.dataset, dl.before_batch
+
+    def __call__(self, indexed: list[tuple[int, Any]]) -> Any:
+        idxs = [i for i, _ in indexed]
+        samples = [s for _, s in indexed]
+        failed = next((s for s in samples if isinstance(s, _Failure)), None)
+        if failed is not None:
+            return failed
+        try:
+            samples = self.before_batch(samples) if len(self.before_batch) else samples
+            b = collate(samples, names=[_item_name(self.dataset, i) for i in idxs])
+        except Exception as e:
+            return _Failure(e)
+        return tuple(as_plain(o) for o in b), tuple(type(o) for o in samples[0])
+
+
+def collate(samples: Sequence[tuple], names: Sequence[str] | None = None) -> tuple:
+    """Stack each tuple position of `samples` into one tensor; a clear error if they can't be."""
+    if not samples:
+        raise CollateError('Cannot collate an empty list of samples.')
+    return tuple(_collate_column([s[k] for s in samples], k, names) for k in range(len(samples[0])))
+
+
+def _collate_column(col: list, k: int, names: Sequence[str] | None) -> Any:
+    first = col[0]
+    if isinstance(first, torch.Tensor):
+        shapes = [tuple(o.shape) for o in col]
+        if len(set(shapes)) > 1:
+            raise CollateError(collate_error(col, k, names))
+        plain = [o.as_subclass(torch.Tensor) for o in col]
+        out = None
+        if tud.get_worker_info() is not None:
+            # Stack straight into shared memory so the batch crosses to the main process without a copy.
+            storage = first.untyped_storage()._new_shared(len(col) * first.numel() * first.element_size())
+            out = first.new(storage).resize_(len(col), *first.shape)
+        return torch.stack(plain, out=out)
+    if isinstance(first, (bool, int, float)):
+        return torch.tensor(col)
+    if isinstance(first, (str, bytes, Path)):
+        return list(col)
+    raise CollateError(f'{type(first).__name__} is not collatable (element {k} of each sample). '
+                       'Add an item transform that turns it into a tensor, e.g. ToTensor() for images.')
+
+
+def collate_error(col: list, k: int, names: Sequence[str] | None) -> str:
+    """The message for tensors of different shapes: which items, which shapes, and the fix."""
+    kind = 'images' if type(col[0]).__name__.startswith('TensorImage') else f'{k}-th members of the samples'
+    names = names or [f'item {i}' for i in range(len(col))]
+    width = max(len(n) for n in names)
+    lines = [f'  {n:<{width}}  {"x".join(map(str, o.shape))}' for n, o in zip(names, col)]
+    by_shape: dict = {}
+    for o in col:
+        by_shape.setdefault(tuple(o.shape), 0)
+    fix = ('Add an item transform that makes them one size, e.g. item_tfms=Resize(460).'
+           if kind == 'images' else 'Make every sample the same shape with an item transform (crop, pad or resize).')
+    return (f'Could not collate the {kind} of this batch: they have different sizes.\n'
+            + '\n'.join(lines[:8]) + (f'\n  ... and {len(lines) - 8} more' if len(lines) > 8 else '')
+            + f'\n{fix}')
+
+
+class DataLoaders:
+    """The train and valid DataLoader (and any more), with what the Learner needs: vocab, c, loss, device."""
+
+    def __init__(self, *loaders: DataLoader, path: str | Path = '.', device: torch.device | str | None = None):
+        self.loaders, self.path = list(loaders), Path(path)
+        if device is not None:
+            self.to(device)
+
+    @classmethod
+    def from_dsets(cls, *dsets: Any, path: str | Path = '.', bs: int = 64, shuffle_train: bool = True,
+                   device: torch.device | str | None = None, after_item=None, before_batch=None, after_batch=None,
+                   num_workers: int | None = None, valid_bs: int | None = None, **kwargs) -> DataLoaders:
+        """One loader per dataset: the first shuffles and drops its last partial batch, the others keep order."""
+        device = default_device() if device is None else device
+        loaders = [DataLoader(ds, bs=bs if i == 0 else (valid_bs or bs), shuffle=shuffle_train and i == 0,
+                              drop_last=shuffle_train and i == 0, num_workers=num_workers, after_item=after_item,
+                              before_batch=before_batch, after_batch=after_batch, device=device, split_idx=i,
+                              **kwargs)
+                   for i, ds in enumerate(dsets)]
+        return cls(*loaders, path=path)
+
+    def __getitem__(self, i: int) -> DataLoader:
+        return self.loaders[i]
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+    @property
+    def train(self) -> DataLoader:
+        return self.loaders[0]
+
+    @property
+    def valid(self) -> DataLoader:
+        return self.loaders[1]
+
+    @property
+    def train_ds(self) -> Any:
+        return self.train.dataset
+
+    @property
+    def valid_ds(self) -> Any:
+        return self.valid.dataset
+
+    @property
+    def dataset(self) -> Any:
+        return self.train.dataset
+
+    @property
+    def vocab(self) -> Any:
+        return self.train_ds.vocab
+
+    @property
+    def c(self) -> int | None:
+        return getattr(self.train_ds, 'c', None)
+
+    @property
+    def n_inp(self) -> int:
+        return self.train.n_inp
+
+    @property
+    def loss_func(self) -> Callable | None:
+        return getattr(self.train_ds, 'loss_func', None)
+
+    @property
+    def device(self) -> torch.device | None:
+        return self.train.device
+
+    @property
+    def bs(self) -> int:
+        return self.train.bs
+
+    def to(self, device: torch.device | str) -> DataLoaders:
+        for dl in self.loaders:
+            dl.to(device)
+        return self
+
+    def cpu(self) -> DataLoaders:
+        return self.to('cpu')
+
+    def cuda(self) -> DataLoaders:
+        return self.to('cuda')
+
+    def add_tfms(self, tfms: Sequence[Callable], event: str = 'after_batch', loaders: Sequence[int] | None = None) -> None:
+        """Add transforms to the given `event` pipeline of each loader (all by default)."""
+        for i in (range(len(self.loaders)) if loaders is None else loaders):
+            self.loaders[i].add_tfms(tfms, event)
+
+    @property
+    def after_batch(self) -> Pipeline:
+        return self.train.after_batch
+
+    def one_batch(self) -> tuple:
+        return self.train.one_batch()
+
+    def show_batch(self, b: tuple | None = None, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
+                   figsize: tuple | None = None, **kwargs) -> list:
+        return self.train.show_batch(b, max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize, **kwargs)
+
+    def decode(self, b: tuple) -> tuple:
+        return self.valid.decode(b)
+
+    def decode_batch(self, b: tuple, max_n: int = 9) -> list[tuple]:
+        return self.valid.decode_batch(b, max_n=max_n)
+
+    def test_dl(self, test_items: Sequence, with_labels: bool = False, bs: int | None = None, **kwargs) -> DataLoader:
+        """A loader over new items with the validation transforms (inputs only unless `with_labels`)."""
+        valid = self.valid
+        ds = valid.dataset.new_items(test_items, with_labels=with_labels) if hasattr(valid.dataset, 'new_items') \
+            else test_items
+        return valid.new(ds, bs=bs or valid.bs, shuffle=False, drop_last=False, split_idx=1, **kwargs)
+
+    def new_empty(self) -> DataLoaders:
+        return type(self)(*[dl.new(dl.dataset) for dl in self.loaders], path=self.path)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(' + ', '.join(repr(dl) for dl in self.loaders) + ')'

@@ -1,0 +1,86 @@
+"""Loss functions that flatten predictions and targets, and know their activation and decoding."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELossFlat', 'L1LossFlat']
+
+
+class BaseLoss:
+    """Wrap a torch loss so (B, ..., C) predictions and (B, ...) targets are flattened first."""
+
+    def __init__(self, loss_cls: type[nn.Module], *args, axis: int = -1, flatten: bool = True,
+                 floatify: bool = False, is_2d: bool = True, **kwargs):
+        self.func = loss_cls(*args, **kwargs)
+        self.axis, self.flatten, self.floatify, self.is_2d = axis, flatten, floatify, is_2d
+
+    @property
+    def reduction(self) -> str:
+        return self.func.reduction
+
+    @reduction.setter
+    def reduction(self, value: str) -> None:
+        self.func.reduction = value
+
+    def __call__(self, inp: torch.Tensor, targ: torch.Tensor, **kwargs) -> torch.Tensor:
+        if self.floatify and targ.dtype != torch.float16:
+            targ = targ.float()
+        if targ.dtype in (torch.int8, torch.int16, torch.int32):
+            targ = targ.long()
+        if self.flatten:
+            inp = inp.transpose(self.axis, -1).contiguous()
+            inp = inp.view(-1, inp.shape[-1]) if self.is_2d else inp.view(-1)
+            targ = targ.reshape(-1)
+        return self.func(inp, targ, **kwargs)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def __repr__(self) -> str:
+        return f'FlattenedLoss of {self.func}'
+
+
+class CrossEntropyLossFlat(BaseLoss):
+    """Cross-entropy over the last axis; activation softmax, decodes argmax."""
+
+    def __init__(self, *args, axis: int = -1, **kwargs):
+        super().__init__(nn.CrossEntropyLoss, *args, axis=axis, **kwargs)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(x, dim=self.axis)
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x.argmax(dim=self.axis)
+
+
+class BCEWithLogitsLossFlat(BaseLoss):
+    """Binary cross-entropy on logits; activation sigmoid, decodes `> thresh`."""
+
+    def __init__(self, *args, axis: int = -1, floatify: bool = True, thresh: float = 0.5, **kwargs):
+        super().__init__(nn.BCEWithLogitsLoss, *args, axis=axis, floatify=floatify, is_2d=False, **kwargs)
+        self.thresh = thresh
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x > self.thresh
+
+
+class MSELossFlat(BaseLoss):
+    """Mean squared error on flattened float targets."""
+
+    def __init__(self, *args, axis: int = -1, floatify: bool = True, **kwargs):
+        super().__init__(nn.MSELoss, *args, axis=axis, floatify=floatify, is_2d=False, **kwargs)
+
+
+class L1LossFlat(BaseLoss):
+    """Mean absolute error on flattened float targets."""
+
+    def __init__(self, *args, axis: int = -1, floatify: bool = True, **kwargs):
+        super().__init__(nn.L1Loss, *args, axis=axis, floatify=floatify, is_2d=False, **kwargs)

@@ -1,0 +1,115 @@
+"""DataLoader behaviour: workers, errors from workers, shuffling, test_dl, decode, show_batch."""
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from blocks.block import CategoryBlock
+from blocks.datablock import DataBlock
+from blocks.labellers import RegexLabeller, parent_label, using_attr
+from blocks.loader import DataLoader, DataLoaders, collate
+from blocks.splitters import RandomSplitter
+from vision.block import ImageBlock
+from vision.core import PILImage, TensorImage
+from vision.data import ImageDataLoaders, get_image_files
+from vision.resize import Resize
+
+PAT = r'(.+)_\d+.jpg$'
+
+
+def small_dls(path, **kwargs):
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      get_y=using_attr(RegexLabeller(PAT), 'name'), splitter=RandomSplitter(seed=42),
+                      item_tfms=Resize(32))
+    return block.dataloaders(path, **kwargs)
+
+
+def test_worker_processes_give_the_same_valid_batches(photos):
+    one = small_dls(photos, bs=16, num_workers=0)
+    two = small_dls(photos, bs=16, num_workers=2)
+    for (x0, y0), (x2, y2) in zip(one.valid, two.valid):
+        assert type(x2) is TensorImage and torch.equal(x0, x2) and torch.equal(y0, y2)
+    seen = torch.cat([y for _, y in two.train])
+    assert len(seen) == 112 and two.train.num_workers == 2
+
+
+def test_train_shuffles_valid_keeps_order(photos):
+    dls = small_dls(photos, bs=28, num_workers=0)
+    first = [torch.cat([y for _, y in dls.train]) for _ in range(2)]
+    assert not torch.equal(first[0], first[1])
+    valid = [torch.cat([y for _, y in dls.valid]) for _ in range(2)]
+    assert torch.equal(valid[0], valid[1])
+
+
+def test_bad_file_in_a_worker_is_raised_cleanly_with_its_name(pets_folder):
+    (pets_folder / 'Bombay_99.jpg').write_text('not an image')
+    dls = small_dls(pets_folder, bs=13, num_workers=1, shuffle_train=False)
+    with pytest.raises(Exception) as e:
+        for dl in (dls.train, dls.valid):
+            list(dl)
+    msg = str(e.value)
+    assert 'Bombay_99.jpg' in msg and 'DataLoader worker' not in msg and 'Traceback' not in msg
+
+
+def test_label_only_in_valid_is_named(tmp_path):
+    from conftest import write_image
+    for i in range(4):
+        write_image(tmp_path / 'train' / 'cat' / f'{i}.png')
+        write_image(tmp_path / 'valid' / 'cat' / f'{i}.png')
+    write_image(tmp_path / 'valid' / 'fox' / '0.png')
+    dls = ImageDataLoaders.from_folder(tmp_path, bs=2, num_workers=0)
+    assert dls.vocab == ['cat']
+    with pytest.raises(KeyError, match=r"fox.*0.png.*Label 'fox' was not included in the training dataset"):
+        list(dls.valid)
+
+
+def test_test_dl_uses_validation_transforms(photos):
+    dls = small_dls(photos, bs=8, num_workers=0)
+    files = get_image_files(photos)[:5]
+    dl = dls.test_dl(files)
+    (x,) = dl.one_batch()
+    assert x.shape == (5, 3, 32, 32) and len(dl) == 1
+    assert torch.equal(x, dls.valid.one_batch()[0][:0].new_empty(0)) or x.shape[0] == 5
+    xv = dls.test_dl([dls.valid_ds.items[0]]).one_batch()[0]
+    assert torch.equal(xv[0], dls.valid.one_batch()[0][0])       # same transforms as valid, centred crop
+
+
+def test_decode_batch_and_show_batch(photos):
+    dls = small_dls(photos, bs=8, num_workers=0)
+    samples = dls.decode_batch(dls.valid.one_batch(), max_n=3)
+    assert len(samples) == 3 and all(isinstance(y, str) and y in dls.vocab for _, y in samples)
+    axs = dls.show_batch(nrows=1, ncols=3)
+    assert len(axs) == 3 and all(ax.get_title() in dls.vocab for ax in axs)
+    plt.close('all')
+
+
+def test_from_name_re_func_lists_df_csv(photos, tmp_path):
+    import pandas as pd
+    fnames = get_image_files(photos)
+    kw = dict(item_tfms=Resize(24), bs=8, num_workers=0, seed=1)
+    by_re = ImageDataLoaders.from_name_re(photos, fnames, PAT, **kw)
+    by_func = ImageDataLoaders.from_name_func(photos, fnames, lambda n: n.rsplit('_', 1)[0], **kw)
+    labels = [f.name.rsplit('_', 1)[0] for f in fnames]
+    by_lists = ImageDataLoaders.from_lists(photos, fnames, labels, **kw)
+    df = pd.DataFrame({'fname': [f.name for f in fnames], 'label': labels})
+    by_df = ImageDataLoaders.from_df(df, photos, **kw)
+    df.to_csv(tmp_path / 'labels.csv', index=False)
+    by_csv = ImageDataLoaders.from_csv(tmp_path, folder=str(photos), **kw)
+    for dls in (by_re, by_func, by_lists, by_df, by_csv):
+        assert dls.vocab == by_re.vocab and len(dls.valid_ds) == 28
+        assert torch.equal(dls.valid.one_batch()[1], by_re.valid.one_batch()[1])
+
+
+def test_collate_plain_values():
+    b = collate([(torch.zeros(2), 1, 'a'), (torch.ones(2), 2, 'b')])
+    assert b[0].shape == (2, 2) and b[1].tolist() == [1, 2] and b[2] == ['a', 'b']
+
+
+def test_empty_folder_and_no_matching_regex(tmp_path, pets_folder):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match="found no items in '.*empty'"):
+        small_dls(tmp_path / 'empty')
+    for name in ('scan.jpg', 'IMG-0001.jpg', 'photo (2).jpg'):
+        (pets_folder / name).write_bytes((pets_folder / 'Bombay_0.jpg').read_bytes())
+    with pytest.raises(ValueError, match=r'failed on 3 of 15 items.*IMG-0001.jpg.*the regex') as e:
+        small_dls(pets_folder)
+    assert "does not match 'IMG-0001.jpg'" in str(e.value)

@@ -1,0 +1,79 @@
+"""Command line: `python -m vision summary PATH ...` — the workflow without writing code."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ['main']
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f'error: {message}', file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m vision', description='Image classification with blocklearn.')
+    sub = p.add_subparsers(required=True, metavar='COMMAND')
+    s = sub.add_parser('summary', help='build the DataBlock on PATH and explain each step')
+    _data_args(s)
+    s.add_argument('--out', type=Path, default=None, help='folder to save show_batch.png into')
+    s.set_defaults(run=_summary)
+    return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('path', type=Path, help='folder of images')
+    how = p.add_mutually_exclusive_group()
+    how.add_argument('--label-re', default=None, help=r"label = first group of this regex on the file name, e.g. '(.+)_\d+.jpg$'")
+    how.add_argument('--folders', action='store_true', help='train/<label>/* and valid/<label>/* layout (the default)')
+    p.add_argument('--size', type=int, default=224, help='image size fed to the model (default 224)')
+    p.add_argument('--bs', type=int, default=64, help='batch size (default 64)')
+    p.add_argument('--seed', type=int, default=42, help='seed of the random train/valid split')
+
+
+def _datablock(args: argparse.Namespace):
+    from blocks.block import CategoryBlock
+    from blocks.datablock import DataBlock
+    from blocks.labellers import RegexLabeller, parent_label, using_attr
+    from blocks.splitters import GrandparentSplitter, RandomSplitter
+
+    from .augment import aug_transforms
+    from .block import ImageBlock
+    from .data import get_image_files
+    from .resize import Resize
+    if not args.path.is_dir():
+        raise ValueError(f"'{args.path}' is not a folder: give the folder that holds the images.")
+    presize = Resize(int(args.size * 460 / 224))
+    batch_tfms = aug_transforms(size=args.size, min_scale=0.75)
+    if args.label_re:
+        return DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                         splitter=RandomSplitter(seed=args.seed), get_y=using_attr(RegexLabeller(args.label_re), 'name'),
+                         item_tfms=presize, batch_tfms=batch_tfms)
+    return DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, splitter=GrandparentSplitter(),
+                     get_y=parent_label, item_tfms=presize, batch_tfms=batch_tfms)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    block = _datablock(args)
+    block.summary(args.path, bs=4)
+    if args.out is not None:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        args.out.mkdir(parents=True, exist_ok=True)
+        dls = block.dataloaders(args.path, bs=min(args.bs, 16), num_workers=0)
+        dls.show_batch(max_n=9)
+        plt.savefig(args.out / 'show_batch.png', bbox_inches='tight')
+        print(f'\nSaved {args.out / "show_batch.png"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
