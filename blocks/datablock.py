@@ -34,7 +34,7 @@ class DataBlock:
         self.dl_type, self.get_items = dl_type, get_items
         self.splitter = splitter if splitter is not None else RandomSplitter()
         self.getters = self._getters(getters, get_x, get_y)
-        self.type_tfms = [[g] + b.type_tfms for g, b in zip(self.getters, self.blocks)]
+        self.type_tfms = [([g] if g.f is not noop else []) + b.type_tfms for g, b in zip(self.getters, self.blocks)]
         self.item_tfms = merge_tfms(*[b.item_tfms for b in self.blocks], _listify(item_tfms))
         self.batch_tfms = merge_tfms(*[b.batch_tfms for b in self.blocks], _listify(batch_tfms))
         self.dls_kwargs = {k: v for b in self.blocks for k, v in b.dls_kwargs.items()}
@@ -83,8 +83,9 @@ class DataBlock:
                 except Exception as e:
                     failures.append((rows[i], e))
             if failures:
-                examples = '\n'.join(f'  {_item_label(o)}: {e}' for o, e in failures[:5])
-                return (f'{getter.name} failed on {len(failures)} of {len(items)} items, e.g.\n{examples}\n'
+                names = ', '.join(_item_label(o) for o, _ in failures[:5]) + (', ...' if len(failures) > 5 else '')
+                return (f'{getter.name} failed on {len(failures)} of {len(items)} items: {names}\n'
+                        f'First error: {failures[0][1]}\n'
                         'Fix the getter (e.g. the regex), or leave those items out in get_items.')
         return None
 

@@ -258,7 +258,8 @@ def _collate_column(col: list, k: int, names: Sequence[str] | None) -> Any:
             # Stack straight into shared memory so the batch crosses to the main process without a copy.
             storage = first.untyped_storage()._new_shared(len(col) * first.numel() * first.element_size())
             out = first.new(storage).resize_(len(col), *first.shape)
-        return torch.stack(plain, out=out)
+        stacked = torch.stack(plain, out=out)
+        return stacked.as_subclass(type(first)) if type(first) is not torch.Tensor else stacked
     if isinstance(first, (bool, int, float)):
         return torch.tensor(col)
     if isinstance(first, (str, bytes, Path)):

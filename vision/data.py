@@ -113,7 +113,7 @@ class ImageDataLoaders(DataLoaders):
     def from_csv(cls, path: str | os.PathLike, csv_fname: str = 'labels.csv', header: str | None = 'infer',
                  delimiter: str | None = None, **kwargs) -> ImageDataLoaders:
         """`from_df` on `path/csv_fname`."""
-        df = pd.read_csv(Path(path) / csv_fname, header=header, delimiter=delimiter)
+        df = pd.read_csv(Path(path) / csv_fname, header=header, **({'delimiter': delimiter} if delimiter else {}))
         return cls.from_df(df, path=path, **kwargs)
 
     @classmethod

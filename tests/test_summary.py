@@ -1,0 +1,97 @@
+"""summary(): the sections SPEC lists, and a diagnosis (files, shapes, fix) when collation fails."""
+import re
+
+import pytest
+
+from blocks.block import CategoryBlock
+from blocks.datablock import DataBlock
+from blocks.labellers import RegexLabeller, parent_label, using_attr
+from blocks.loader import CollateError
+from blocks.splitters import FuncSplitter, GrandparentSplitter, RandomSplitter
+from vision.augment import aug_transforms
+from vision.block import ImageBlock
+from vision.data import get_image_files
+from vision.resize import Resize
+
+PAT = r'(.+)_\d+.jpg$'
+
+
+def run_summary(block, source, **kwargs):
+    lines = []
+    try:
+        block.summary(source, print_fn=lines.append, **kwargs)
+        err = None
+    except Exception as e:
+        err = e
+    return '\n'.join(map(str, lines)), err
+
+
+def test_pets1_summary_explains_the_collate_failure(photos):
+    pets1 = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      splitter=RandomSplitter(seed=42), get_y=using_attr(RegexLabeller(PAT), 'name'))
+    out, err = run_summary(pets1, photos)
+    assert isinstance(err, CollateError)
+    order = ['Setting-up type transforms pipelines', f'Collecting items from {photos}', 'Found 140 items',
+             '2 datasets of sizes 112,28', 'Setting up Pipeline: PILImage.create',
+             'Setting up Pipeline: using_attr', 'Building one sample', 'starting from', 'applying PILImage.create gives',
+             'PILImage mode=RGB size=', 'TensorCategory(', 'Final sample: (PILImage mode=RGB', 'Building one batch',
+             'Applying item_tfms to the first sample', 'applying ToTensor gives', 'TensorImage of size 3x',
+             'Adding the next 3 samples', 'No before_batch transform to apply', 'Collating items in a batch',
+             "Error! It's not possible to collate your items in a batch"]
+    pos = [out.find(s) for s in order]
+    assert -1 not in pos, [s for s, p in zip(order, pos) if p == -1]
+    assert pos == sorted(pos)
+    assert 'Could not collate the 0-th members of your tuples because got the following shapes' in out
+    assert 'Labels: 5 classes on the training split: fishes (' in out
+    # beyond fastai: the files, their shapes and the fix
+    assert re.search(r'images/\w+_\d+\.jpg\)?\s+3x\d+x\d+', str(err))
+    assert 'item_tfms=Resize(460)' in str(err)
+
+
+def test_pets_summary_passes_and_narrates_batch_tfms(photos):
+    pets = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                     splitter=RandomSplitter(seed=42), get_y=using_attr(RegexLabeller(PAT), 'name'),
+                     item_tfms=Resize(460), batch_tfms=aug_transforms(size=224, min_scale=0.75))
+    out, err = run_summary(pets, photos)
+    assert err is None, out
+    assert 'applying Resize gives\n      (PILImage mode=RGB size=460x460, TensorCategory(' in out
+    assert 'Applying batch_tfms to the batch built' in out
+    assert 'TensorImage of size 4x3x224x224' in out
+    assert 'Collating a full batch of 64 training samples' in out
+
+
+def test_summary_reports_labels_only_in_valid_and_empty_split(tmp_path):
+    from conftest import write_image
+    for i in range(3):
+        write_image(tmp_path / 'train' / 'cat' / f'{i}.png')
+        write_image(tmp_path / 'valid' / 'cat' / f'{i}.png')
+    write_image(tmp_path / 'valid' / 'fox' / '0.png')
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, splitter=GrandparentSplitter(),
+                      get_y=parent_label, item_tfms=Resize(8))
+    out, err = run_summary(block, tmp_path, bs=2)
+    assert err is None
+    assert 'labels never seen in training: fox (1)' in out
+    misspelt = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                         splitter=GrandparentSplitter(valid_name='validation'), get_y=parent_label)
+    out, err = run_summary(misspelt, tmp_path)
+    assert isinstance(err, ValueError) and "no items in a 'validation' folder" in str(err)
+    assert "Error! While splitting the items" in out
+
+
+def test_summary_counts_file_names_the_regex_misses(pets_folder):
+    (pets_folder / 'IMG_a.jpg').write_bytes((pets_folder / 'Bombay_0.jpg').read_bytes())
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      splitter=RandomSplitter(seed=0), get_y=using_attr(RegexLabeller(PAT), 'name'))
+    out, err = run_summary(block, pets_folder)
+    assert isinstance(err, ValueError) and 'failed on 1 of 13 items' in str(err) and 'IMG_a.jpg' in str(err)
+
+
+def test_summary_names_an_unreadable_file(pets_folder):
+    (pets_folder / 'Bombay_7.jpg').write_bytes(b'')
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      splitter=FuncSplitter(lambda p: p.name == 'great_pyrenees_0.jpg'),
+                      get_y=using_attr(RegexLabeller(PAT), 'name'),
+                      item_tfms=Resize(16))
+    out, err = run_summary(block, pets_folder, bs=12)
+    assert 'Warning: 1 item(s) are missing or empty files, e.g.' in out and 'Bombay_7.jpg' in out
+    assert err is not None and 'Bombay_7.jpg' in str(err)
