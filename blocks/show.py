@@ -8,19 +8,27 @@ __all__ = ['get_grid', 'show_sample']
 
 
 def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize: tuple | None = None,
-             title: str | None = None, imsize: float = 3., return_fig: bool = False) -> Any:
-    """`n` axes laid out in a grid (square-ish unless `nrows`/`ncols` say otherwise), extra axes hidden."""
-    import matplotlib.pyplot as plt  # plotting is optional at import time: only loaded to draw
-    n = max(n, 1)
-    if nrows is None and ncols is None:
-        ncols = int(math.ceil(math.sqrt(n)))
-    if nrows is None:
-        nrows = int(math.ceil(n / ncols))
-    if ncols is None:
-        ncols = int(math.ceil(n / nrows))
-    figsize = figsize or (ncols * imsize, nrows * imsize)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
-    axs = [ax for row in axs for ax in row]
+             double: bool = False, title: str | None = None, return_fig: bool = False, imsize: float = 3.,
+             **kwargs) -> Any:
+    """A figure with a grid for `n` images (about square unless `nrows`/`ncols` say); unused cells are hidden.
+
+    `double` gives each image two side-by-side cells (image and prediction); `imsize` inches per cell by default.
+    """
+    import matplotlib.pyplot as plt  # imported on first use, like show_image
+    if nrows:
+        ncols = ncols or math.ceil(n / nrows)
+    elif ncols:
+        nrows = math.ceil(n / ncols)
+    else:
+        nrows = max(1, int(math.sqrt(n)))
+        ncols = math.ceil(n / nrows)
+    ncols = max(1, ncols)
+    if double:
+        ncols, n = ncols * 2, n * 2
+    if figsize is None:
+        figsize = (ncols * imsize, nrows * imsize)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
+    axs = list(axs.flatten())
     for ax in axs[n:]:
         ax.set_axis_off()
     if title is not None:

@@ -8,11 +8,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from blocks.show import get_grid
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ['show_image', 'show_images', 'get_grid']
+__all__ = ['show_image', 'show_images']
 
 
 def show_image(im: Any, ax: Axes | None = None, figsize: tuple[float, float] | None = None,
@@ -49,35 +51,6 @@ def show_images(ims: Sequence[Any], nrows: int = 1, ncols: int | None = None,
     for im, title, ax in zip(ims, titles, axs):
         show_image(im, ax=ax, title=title)
     return axs
-
-
-def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize: tuple[float, float] | None = None,
-             double: bool = False, title: str | None = None, return_fig: bool = False, imsize: float = 3.,
-             **kwargs) -> list[Axes] | tuple[Figure, list[Axes]]:
-    """A figure with a grid for `n` images (about square unless `nrows`/`ncols` say); unused cells are hidden.
-
-    `double` gives each image two side-by-side cells (image and prediction); `imsize` inches per cell by default.
-    """
-    import matplotlib.pyplot as plt  # imported on first use, like show_image
-    if nrows:
-        ncols = ncols or math.ceil(n / nrows)
-    elif ncols:
-        nrows = math.ceil(n / ncols)
-    else:
-        nrows = max(1, int(math.sqrt(n)))
-        ncols = math.ceil(n / nrows)
-    ncols = max(1, ncols)
-    if double:
-        ncols, n = ncols * 2, n * 2
-    if figsize is None:
-        figsize = (ncols * imsize, nrows * imsize)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
-    axs = list(axs.flatten())
-    for ax in axs[n:]:
-        ax.set_axis_off()
-    if title is not None:
-        fig.suptitle(title, weight='bold', size=14)
-    return (fig, axs[:n]) if return_fig else axs[:n]
 
 
 def _display_array(im: Any) -> tuple[np.ndarray, bool]:
