@@ -200,6 +200,9 @@ class _BoundFunction:
 
 
 def _func_name(f: Callable) -> str:
+    owner = getattr(f, '__self__', None)
+    if isinstance(owner, type):  # a classmethod is named after the class it is called on: PILImageBW.create
+        return f'{owner.__name__}.{f.__name__}'
     return getattr(f, '__qualname__', None) or getattr(f, '__name__', None) or type(f).__name__
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from blocks.transform import RandTransform, Transform
-from vision.core import TensorImage
+from vision.core import TensorImage, first_image
 
 __all__ = ['aug_transforms', 'AffineAugment', 'RandomResizedCropGPU', 'GeometricTfm', 'Flip', 'Dihedral',
            'Rotate', 'Zoom', 'Warp', 'LightingAugment', 'LightingTfm', 'Brightness', 'Contrast',
@@ -95,7 +95,7 @@ class AffineAugment(RandTransform):
         return out_hw, mats
 
     def before_call(self, b: Any, split_idx: int | None) -> None:
-        x = _first_image(b)
+        x = first_image(b)
         self.do = x is not None
         if not self.do:
             return
@@ -150,7 +150,7 @@ class GeometricTfm(RandTransform):
         raise NotImplementedError(f'{type(self).__name__} must define _draw(n, out_hw) -> (n, 3, 3) matrices')
 
     def before_call(self, b: Any, split_idx: int | None) -> None:
-        x = _first_image(b)
+        x = first_image(b)
         self.do = x is not None
         if self.do:
             n = x.shape[0] if x.ndim == 4 else 1
@@ -271,7 +271,7 @@ class LightingTfm(RandTransform):
         raise NotImplementedError(f'{type(self).__name__} must define _draw(n) -> (scale, shift)')
 
     def before_call(self, b: Any, split_idx: int | None) -> None:
-        x = _first_image(b)
+        x = first_image(b)
         self.do = x is not None
         if self.do:
             self._params = self.logit_affine(x.shape[0] if x.ndim == 4 else 1)
@@ -514,9 +514,3 @@ def _check_modes(who: str, mode: str, pad_mode: str) -> None:
         raise ValueError(f'{who}: pad_mode={pad_mode!r} is not one of {_PAD_MODES}.')
 
 
-def _first_image(b: Any) -> torch.Tensor | None:
-    if isinstance(b, TensorImage):
-        return b
-    if isinstance(b, (tuple, list)):
-        return next((o for o in map(_first_image, b) if o is not None), None)
-    return None

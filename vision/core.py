@@ -17,7 +17,7 @@ from .show import show_image
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ['ImageReadError', 'TensorImageBase', 'TensorImage', 'TensorImageBW', 'TensorMask',
+__all__ = ['first_image', 'ImageReadError', 'TensorImageBase', 'TensorImage', 'TensorImageBW', 'TensorMask',
            'PILBase', 'PILImage', 'PILImageBW', 'PILMask', 'image2tensor', 'ToTensor']
 
 
@@ -210,22 +210,11 @@ class PILBase(Image.Image):
 class PILImage(PILBase):
     """A colour image (mode RGB)."""
 
-    # each class defines `create` so a pipeline names the step after it ('PILImage.create', not 'PILBase.create')
-    @classmethod
-    def create(cls, src: Any) -> PILImage:
-        """Open `src` (path, str, bytes, file object, array, tensor or PIL image) upright in RGB."""
-        return cls._create(src)
-
 
 class PILImageBW(PILImage):
     """A grayscale image (mode L)."""
     mode_out = 'L'
     tensor_type = TensorImageBW
-
-    @classmethod
-    def create(cls, src: Any) -> PILImageBW:
-        """Open `src` (path, str, bytes, file object, array, tensor or PIL image) upright in grayscale (L)."""
-        return cls._create(src)
 
 
 class PILMask(PILBase):
@@ -234,11 +223,6 @@ class PILMask(PILBase):
     tensor_type = TensorMask
     _show_args = {'alpha': 0.5, 'cmap': 'tab20', 'interpolation': 'nearest'}
     _deferrable = False
-
-    @classmethod
-    def create(cls, src: Any) -> PILMask:
-        """Open `src` (path, bytes, array, tensor or PIL image) as a mask of class indices (mode L)."""
-        return cls._create(src)
 
     @classmethod
     def _array_to_uint8(cls, arr: np.ndarray) -> np.ndarray:
@@ -253,6 +237,15 @@ class PILMask(PILBase):
         if img.mode == '1':
             return Image.fromarray(np.asarray(img).astype(np.uint8))
         return img if img.mode == 'L' else img.convert('L')
+
+
+def first_image(b: Any) -> torch.Tensor | None:
+    """The first TensorImage in a batch (searching nested tuples), or None."""
+    if isinstance(b, TensorImage):
+        return b
+    if isinstance(b, (tuple, list)):
+        return next((o for o in map(first_image, b) if o is not None), None)
+    return None
 
 
 def image2tensor(img: Image.Image | np.ndarray) -> torch.Tensor:

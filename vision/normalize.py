@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import torch
 
 from blocks.transform import Transform
-from vision.core import TensorImage
+from vision.core import TensorImage, first_image
 
 __all__ = ['IntToFloatTensor', 'Normalize', 'imagenet_stats', 'cifar_stats', 'mnist_stats']
 
@@ -75,7 +75,7 @@ class Normalize(Transform):
         if self.mean is not None or items is None:
             return
         batch = items.one_batch() if hasattr(items, 'one_batch') else items
-        x = _first_image(batch)
+        x = first_image(batch)
         if x is None:
             raise TypeError('Normalize.setup needs a batch holding a TensorImage to compute stats from; '
                             'or pass the stats: Normalize.from_stats(*imagenet_stats).')
@@ -143,14 +143,6 @@ def _check_broadcast(s: torch.Tensor, x: torch.Tensor) -> None:
                 f'Normalize has {ns} stats along dim {dim} but the batch has {nx} there (shape {tuple(x.shape)}). '
                 f'Use stats with {nx} value(s) (mnist_stats for one channel), or open the images in RGB '
                 '(PILImage, not PILImageBW) so they have 3 channels.')
-
-
-def _first_image(b: Any) -> torch.Tensor | None:
-    if isinstance(b, TensorImage):
-        return b
-    if isinstance(b, (tuple, list)):
-        return next((o for o in map(_first_image, b) if o is not None), None)
-    return None
 
 
 def _fmt(t: torch.Tensor) -> str:
