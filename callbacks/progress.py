@@ -1,0 +1,79 @@
+"""ProgressCallback: fastprogress bars (console or notebook) and the per-epoch results table."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastprogress.fastprogress import master_bar, progress_bar
+
+from callbacks.core import Callback, noop
+
+__all__ = ['ProgressCallback']
+
+
+class ProgressCallback(Callback):
+    """A bar over epochs, one over batches, and the table `epoch train_loss valid_loss <metrics> time`."""
+    order = 60
+
+    def __init__(self, refresh: float = 0.1):
+        self.refresh = refresh
+        self.mbar: Any = None
+        self.pbar: Any = None
+        self._next_draw = 0.0
+
+    def before_fit(self) -> None:
+        self.mbar = master_bar(range(self.learn.n_epoch))
+        if self.learn.logger is not noop:
+            self.learn.logger = self._write_stats
+            recorder = getattr(self.learn, 'recorder', None)
+            if recorder is not None:
+                self._write_stats(recorder.metric_names)
+
+    def before_epoch(self) -> None:
+        if self.mbar is not None:
+            self.mbar.update(self.learn.epoch)
+
+    def before_train(self) -> None:
+        self._launch()
+
+    def before_validate(self) -> None:
+        self._launch()
+
+    def after_batch(self) -> None:
+        # Redraw at most every `refresh` seconds: formatting a bar costs more than a small model's step.
+        done = self.learn.iter + 1
+        now = time.monotonic()
+        if now < self._next_draw and done < self.pbar.total:
+            return
+        self._next_draw = now + self.refresh
+        smooth = getattr(self.learn, 'smooth_loss', None)
+        if self.learn.training and smooth is not None:
+            self.pbar.comment = f'{smooth:.4f}'
+        self.pbar.update(done)
+
+    def after_train(self) -> None:
+        self._close()
+
+    def after_validate(self) -> None:
+        self._close()
+
+    def after_fit(self) -> None:
+        if self.mbar is not None:
+            self.mbar.on_iter_end()
+        self.mbar = None
+
+    def _launch(self) -> None:
+        self.pbar = progress_bar(self.learn.dl, total=len(self.learn.dl), parent=self.mbar, leave=False)
+        self.pbar.update(0)
+        self._next_draw = time.monotonic() + self.refresh
+
+    def _close(self) -> None:
+        # A bar that reached its total has closed itself; one cut short by a Cancel must be closed here.
+        if self.pbar is not None and self.pbar.last_v is not None:
+            self.pbar.on_iter_end()
+        self.pbar = None
+
+    def _write_stats(self, log: list) -> None:
+        if self.mbar is not None:
+            self.mbar.write([f'{v:.6f}' if isinstance(v, float) else '' if v is None else str(v) for v in log],
+                            table=True)

@@ -1,0 +1,97 @@
+"""Callbacks that watch a recorded value each epoch: save the best model, stop when it stalls."""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Callable
+
+from callbacks.core import Callback, CancelFitException
+
+__all__ = ['TrackerCallback', 'SaveModelCallback', 'EarlyStoppingCallback']
+
+
+class TrackerCallback(Callback):
+    """Track `monitor` (a Recorder column such as 'valid_loss' or 'accuracy') and flag each new best."""
+    order = 60
+
+    def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
+                 reset_on_fit: bool = True):
+        if comp is None:
+            comp = operator.lt if ('loss' in monitor or 'error' in monitor) else operator.gt
+        self.monitor, self.comp, self.min_delta, self.reset_on_fit = monitor, comp, abs(min_delta), reset_on_fit
+        self.best: float | None = None
+        self.new_best = False
+
+    def before_fit(self) -> None:
+        recorder = getattr(self.learn, 'recorder', None)
+        if recorder is None:
+            raise ValueError(f"{type(self).__name__} reads the Recorder's values: keep the default callbacks.")
+        names = recorder.metric_names[1:]
+        if self.monitor not in names:
+            raise ValueError(f"{type(self).__name__}: monitor={self.monitor!r} is not recorded; "
+                             f"pick one of {[n for n in names if n != 'time']}.")
+        self.idx = names.index(self.monitor)
+        if self.reset_on_fit or self.best is None:
+            self.best = math.inf if self.comp(0, 1) else -math.inf
+
+    def after_epoch(self) -> None:
+        value = self.learn.recorder.values[-1][self.idx]
+        # min_delta is a margin the value must beat the best by, in the improving direction.
+        margin = -self.min_delta if self.comp(0, 1) else self.min_delta
+        self.new_best = value is not None and bool(self.comp(value, self.best + margin))
+        if self.new_best:
+            self.best = value
+
+
+class SaveModelCallback(TrackerCallback):
+    """Save the model whenever `monitor` improves (and load the best at the end), or every epoch."""
+
+    def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
+                 fname: str = 'model', every_epoch: bool | int = False, at_end: bool = False,
+                 with_opt: bool = False, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        self.fname, self.every_epoch, self.at_end, self.with_opt = fname, every_epoch, at_end, with_opt
+        self.saved = False
+
+    def before_fit(self) -> None:
+        self.saved = False
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        epoch = self.learn.epoch
+        if self.every_epoch:
+            if epoch % int(self.every_epoch) == 0:
+                self.learn.save(f'{self.fname}_{epoch}', with_opt=self.with_opt)
+            return
+        super().after_epoch()
+        if self.new_best:
+            print(f'Better model found at epoch {epoch} with {self.monitor} value: {self.best}.')
+            self.learn.save(self.fname, with_opt=self.with_opt)
+            self.saved = True
+
+    def after_fit(self) -> None:
+        if self.at_end:
+            self.learn.save(self.fname, with_opt=self.with_opt)
+        elif self.saved:
+            self.learn.load(self.fname, with_opt=self.with_opt)
+
+
+class EarlyStoppingCallback(TrackerCallback):
+    """Stop fitting once `monitor` has not improved by `min_delta` for `patience` epochs."""
+
+    def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        self.patience = patience
+        self.wait = 0
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        self.wait = 0 if self.new_best else self.wait + 1
+        if self.wait >= self.patience:
+            print(f'No improvement since epoch {self.learn.epoch - self.wait}: early stopping')
+            raise CancelFitException()

@@ -1,0 +1,417 @@
+"""Learner: the training loop, its events and callbacks, the optimizer's groups, save and load."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+import torch.nn as nn
+
+from blocks.tensors import as_plain
+from callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+                            CancelFitException, CancelStepException, CancelTrainException, CancelValidException,
+                            events, inner_events, noop)
+from callbacks.fp16 import MixedPrecision
+from callbacks.progress import ProgressCallback
+from callbacks.recorder import Recorder
+from callbacks.train_eval import TrainEvalCallback
+from learner.fit import FitMixin
+from learner.lr_find import LRFindMixin
+from learner.metrics import as_metric
+from learner.optimizer import Adam, Optimizer, norm_bias_params, trainable_params
+
+__all__ = ['Learner', 'default_callbacks']
+
+default_callbacks: tuple[type[Callback], ...] = (TrainEvalCallback, Recorder, ProgressCallback)
+
+# (before, after, after_cancel) event names of each level of the loop.
+_LEVELS = {level: (f'before_{level}', f'after_{level}', f'after_cancel_{level}')
+           for level in ('fit', 'epoch', 'train', 'validate', 'batch', 'step', 'backward')}
+
+
+class Learner(FitMixin, LRFindMixin):
+    """Trains `model` on `dls` with `loss_func` and `opt_func`, calling each callback at each event."""
+
+    def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
+                 lr: float | slice = 1e-3, splitter: Callable[[nn.Module], Iterable] = trainable_params,
+                 cbs: Iterable | Callback | type | None = None, metrics: Iterable | Callable | None = None,
+                 path: str | Path | None = None, model_dir: str | Path = 'models', wd: float | None = None,
+                 wd_bn_bias: bool = False, train_bn: bool = True, moms: tuple[float, ...] = (0.95, 0.85, 0.95),
+                 default_cbs: bool = True):
+        if loss_func is None:
+            loss_func = getattr(dls, 'loss_func', None)
+            if loss_func is None:
+                raise ValueError("Learner needs a loss: pass loss_func=... (e.g. nn.CrossEntropyLoss()), or use "
+                                 "DataLoaders whose target block sets dls.loss_func.")
+        self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
+        self.lr, self.splitter, self.wd, self.moms = lr, splitter, wd, moms
+        self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
+        self.path = Path(path) if path is not None else Path(getattr(dls, 'path', '.'))
+        self.model_dir = Path(model_dir)
+        self.metrics = [as_metric(m) for m in _listify(metrics)]
+        self.opt: Optimizer | None = None
+        self.logger: Callable = print
+        self.training, self.epoch, self.n_epoch, self.start_epoch = False, 0, 1, 0
+        self.iter, self.n_iter, self.train_iter, self.pct_train = 0, 0, 0, 0.0
+        self.dl = self.pred = self.loss = self.loss_grad = self.smooth_loss = self.final_record = None
+        self.xb: tuple = ()
+        self.yb: tuple = ()
+        self.cbs: list[Callback] = []
+        self._handlers: dict[str, tuple[bool, list]] = {}
+        self._device: torch.device | None = None
+        self._n_inp: int = getattr(dls, 'n_inp', 1)
+        self._sort_cbs()
+        self.add_cbs([cb() for cb in default_callbacks] if default_cbs else [])
+        self.add_cbs(_listify(cbs))
+        self('after_create')
+
+    # ---- callbacks -------------------------------------------------------------------------------------
+    def __call__(self, event_name: str | Iterable[str]) -> None:
+        """Fire `event_name` (or each of a list of names) on the callbacks, in `order`."""
+        if not isinstance(event_name, str):
+            for name in event_name:
+                self(name)
+            return
+        try:
+            inner, handlers = self._handlers[event_name]
+        except KeyError:
+            raise ValueError(f"Unknown event {event_name!r}: events are {', '.join(events)}.") from None
+        if not handlers:
+            return
+        if inner:
+            training = self.training
+            for cb, fn in handlers:
+                if cb.run_train if training else cb.run_valid:
+                    fn()
+        else:
+            for _, fn in handlers:
+                fn()
+
+    def add_cb(self, cb: Callback | type) -> Learner:
+        """Add a callback (instance or class), reachable as `learn.<cb.name>`."""
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"cbs must be Callback instances or classes, got {type(cb).__name__}.")
+        existing = getattr(type(self), cb.name, None)
+        if existing is not None or (cb.name in self.__dict__ and not isinstance(self.__dict__[cb.name], Callback)):
+            raise ValueError(f"A callback named {cb.name!r} would hide the Learner attribute of that name: "
+                             f"rename the callback class.")
+        cb.learn = self
+        setattr(self, cb.name, cb)
+        self.cbs.append(cb)
+        self._sort_cbs()
+        return self
+
+    def add_cbs(self, cbs: Iterable[Callback | type]) -> Learner:
+        """Add each callback of `cbs`."""
+        for cb in cbs:
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback | type) -> Learner:
+        """Remove a callback instance, or every callback of a class."""
+        targets = [c for c in self.cbs if c is cb or (isinstance(cb, type) and isinstance(c, cb))]
+        for c in targets:
+            self.cbs.remove(c)
+            c.learn = None
+            if self.__dict__.get(c.name) is c:
+                delattr(self, c.name)
+        for c in self.cbs:
+            # Another callback of the same name takes the attribute back.
+            self.__dict__.setdefault(c.name, c)
+        self._sort_cbs()
+        return self
+
+    def remove_cbs(self, cbs: Iterable[Callback | type]) -> Learner:
+        """Remove each callback of `cbs`."""
+        for cb in list(cbs):
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Iterable | Callback | type | None) -> Iterator[Learner]:
+        """Add `cbs` for the duration of a `with` block."""
+        added = [cb() if isinstance(cb, type) else cb for cb in _listify(cbs)]
+        self.add_cbs(added)
+        try:
+            yield self
+        finally:
+            self.remove_cbs(added)
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs: Iterable[Callback]) -> Iterator[Learner]:
+        """Remove `cbs` for the duration of a `with` block."""
+        removed = [cb for cb in cbs if cb in self.cbs]
+        self.remove_cbs(removed)
+        try:
+            yield self
+        finally:
+            self.add_cbs(removed)
+
+    def no_bar(self) -> contextlib.AbstractContextManager:
+        """A `with` block without progress bars."""
+        return self.removed_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
+
+    @contextlib.contextmanager
+    def no_logging(self) -> Iterator[Learner]:
+        """A `with` block that prints no results table."""
+        logger, self.logger = self.logger, noop
+        try:
+            yield self
+        finally:
+            self.logger = logger
+
+    def show_training_loop(self) -> None:
+        """Print the loop's events, indented by level, with the callbacks that run at each."""
+        def handlers(name: str) -> str:
+            return f"{'   ' * depth} - {name:<15}: {[cb for cb, _ in self._handlers[name][1]]}"
+        depth, lines = 0, []
+        for step in _LOOP_OUTLINE:
+            if step.startswith('Start'):
+                lines.append(f"{'   ' * depth}{step}")
+                depth += 1
+            elif step.startswith('End'):
+                depth -= 1
+                lines.append(f"{'   ' * depth}{step}")
+            elif step in self._handlers:
+                lines.append(handlers(step))
+            else:
+                lines.append(f"{'   ' * depth} - {step}")
+        print('\n'.join(lines))
+
+    def _sort_cbs(self) -> None:
+        self.cbs.sort(key=lambda cb: cb.order)
+        self._handlers = {name: (name in inner_events, [(cb, fn) for cb in self.cbs
+                                                        if (fn := _handler(cb, name)) is not None])
+                          for name in events}
+        self._quiet_levels = {level for level, names in _LEVELS.items()
+                              if not any(self._handlers[name][1] for name in names)}
+
+    # ---- optimizer -------------------------------------------------------------------------------------
+    def create_opt(self) -> None:
+        """Build the optimizer over the splitter's groups, with the no-wd and train_bn rules."""
+        self.opt = self.opt_func(self.splitter(self.model), lr=self.lr)
+        if not isinstance(self.opt, Optimizer):
+            raise TypeError(f"opt_func must return a learner.optimizer.Optimizer (e.g. opt_func=Adam or "
+                            f"partial(Optimizer, opt_cls=torch.optim.RMSprop)), got {type(self.opt).__name__}.")
+        if not self.wd_bn_bias:
+            self.opt.exclude_from_wd(norm_bias_params(self.model, with_bias=True))
+        if self.train_bn:
+            self.opt.keep_trainable(norm_bias_params(self.model, with_bias=False))
+
+    def freeze_to(self, n: int) -> None:
+        """Train only the parameter groups from `n` on (norm params stay trainable if `train_bn`)."""
+        if self.opt is None:
+            self.create_opt()
+        self.opt.freeze_to(n)
+        self.opt.clear_state()
+
+    def freeze(self) -> None:
+        """Train only the last parameter group (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Train every parameter group."""
+        self.freeze_to(0)
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None,
+            cbs: Iterable | Callback | None = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
+        """Train for `n_epoch` epochs (from `start_epoch`, to resume) at `lr`, validating after each."""
+        logger = self.logger
+        with self.added_cbs(cbs):
+            if reset_opt or self.opt is None:
+                self.create_opt()
+            wd = self.wd if wd is None else wd
+            if wd is not None:
+                self.opt.set_hyper('wd', wd)
+            self.opt.set_hyper('lr', self.lr if lr is None else lr)
+            self.n_epoch, self.start_epoch = n_epoch, start_epoch
+            self._n_inp = getattr(self.dls, 'n_inp', 1)
+            try:
+                self._with_events(self._do_fit, 'fit', CancelFitException)
+            finally:
+                self.logger = logger
+                self.dl, self.xb, self.yb, self.pred, self.loss, self.loss_grad = None, (), (), None, None, None
+
+    def _do_fit(self) -> None:
+        for epoch in range(self.start_epoch, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+
+    def _do_epoch(self) -> None:
+        self.dl = self.dls.train
+        self._with_events(self.all_batches, 'train', CancelTrainException)
+        self._do_validate()
+
+    def _do_validate(self, dl: Iterable | None = None) -> None:
+        self.dl = self.dls.valid if dl is None else dl
+        with torch.no_grad():
+            self._with_events(self.all_batches, 'validate', CancelValidException)
+
+    def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
+        before, after, cancel = _LEVELS[level]
+        if level in self._quiet_levels:
+            # No callback listens at this level, so nothing can raise its Cancel exception but `f`'s own code.
+            try:
+                f()
+            except exc:
+                pass
+            return
+        try:
+            self(before)
+            f()
+        except exc:
+            self(cancel)
+        self(after)
+
+    def all_batches(self) -> None:
+        """Run `one_batch` on every batch of `self.dl`."""
+        self.n_iter = len(self.dl)
+        self._device = _model_device(self.model)
+        for i, b in enumerate(self.dl):
+            self.one_batch(i, b)
+
+    def one_batch(self, i: int, b: tuple) -> None:
+        """Run the batch events on batch `b` (inputs then targets, split by `dls.n_inp`)."""
+        self.iter = i
+        device = self._device
+        b = tuple([_to_model_input(o, device) for o in b])
+        n_inp = self._n_inp
+        self.xb, self.yb = b[:n_inp], b[n_inp:]
+        # Cleared so a batch cancelled early never shows callbacks the previous batch's results.
+        self.pred = self.loss = self.loss_grad = None
+        self._with_events(self._do_one_batch, 'batch', CancelBatchException)
+
+    def _do_one_batch(self) -> None:
+        self.pred = self.model(*self.xb)
+        self('after_pred')
+        if self.yb:
+            self.loss_grad = self.loss_func(self.pred, *self.yb)
+            self.loss = self.loss_grad.detach()
+        self('after_loss')
+        if not self.training or not self.yb:
+            return
+        self._with_events(self._backward, 'backward', CancelBackwardException)
+        self._with_events(self.opt.step, 'step', CancelStepException)
+        self.opt.zero_grad()
+
+    def _backward(self) -> None:
+        self.loss_grad.backward()
+
+    def validate(self, ds_idx: int = 1, dl: Iterable | None = None,
+                 cbs: Iterable | Callback | None = None) -> list[float | None]:
+        """One validation pass over `dl` (default `dls[ds_idx]`): `[valid_loss, *metrics]`."""
+        if getattr(self, 'recorder', None) is None:
+            raise ValueError("validate() reads its results from the Recorder: create the Learner with "
+                             "default_cbs=True or add Recorder().")
+        self._n_inp = getattr(self.dls, 'n_inp', 1)
+        with self.added_cbs(cbs):
+            self._do_validate(self.dls[ds_idx] if dl is None else dl)
+        return self.recorder.valid_record
+
+    # ---- mixed precision, save and load ----------------------------------------------------------------
+    def to_fp16(self, dtype: torch.dtype | None = None, **kwargs) -> Learner:
+        """Train with autocast: fp16 and loss scaling on CUDA, bf16 on CPU (or the `dtype` given)."""
+        self.remove_cb(MixedPrecision)
+        return self.add_cb(MixedPrecision(dtype=dtype, **kwargs))
+
+    def to_bf16(self) -> Learner:
+        """Train with bf16 autocast (no loss scaling needed)."""
+        return self.to_fp16(dtype=torch.bfloat16)
+
+    def to_fp32(self) -> Learner:
+        """Train in full precision again."""
+        return self.remove_cb(MixedPrecision)
+
+    def model_file(self, name: str | Path) -> Path:
+        """Where `save(name)` writes: `path/model_dir/name.pth`."""
+        return self.path / self.model_dir / f'{name}.pth'
+
+    def save(self, name: str | Path, with_opt: bool = True) -> Path:
+        """Save the model's (and optimizer's) state to `path/model_dir/name.pth`, atomically."""
+        file = self.model_file(name)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        state = {'model': self.model.state_dict()}
+        if with_opt and self.opt is not None:
+            state['opt'] = self.opt.state_dict()
+        # Written beside the target and renamed over it: a crash never leaves a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f'.{file.name}.', suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                torch.save(state, f)
+            os.replace(tmp, file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return file
+
+    def load(self, name: str | Path, device: torch.device | str | None = None, with_opt: bool = True,
+             strict: bool = True) -> Learner:
+        """Load what `save(name)` wrote (weights only: no code is unpickled)."""
+        file = self.model_file(name)
+        if not file.exists():
+            raise FileNotFoundError(f"No saved model at {file}: call learn.save({str(name)!r}) first, "
+                                    f"or check learn.path ({self.path}) and model_dir ({self.model_dir}).")
+        device = device if device is not None else (_model_device(self.model) or 'cpu')
+        state = torch.load(file, map_location=device, weights_only=True)
+        self.model.load_state_dict(state['model'], strict=strict)
+        if with_opt and 'opt' in state:
+            if self.opt is None:
+                self.create_opt()
+            self.opt.load_state_dict(state['opt'])
+        return self
+
+
+_LOOP_OUTLINE = (
+    'Start Fit', 'before_fit', 'Start Epoch Loop', 'before_epoch', 'Start Train', 'before_train',
+    'Start Batch Loop', 'before_batch', 'after_pred', 'after_loss', 'before_backward', 'after_cancel_backward',
+    'after_backward', 'before_step', 'after_cancel_step', 'after_step', 'after_cancel_batch', 'after_batch',
+    'End Batch Loop', 'after_cancel_train', 'after_train', 'End Train', 'Start Valid', 'before_validate',
+    'Start Batch Loop', '(the batch events above, without backward and step)', 'End Batch Loop', 'after_cancel_validate',
+    'after_validate', 'End Valid', 'after_cancel_epoch', 'after_epoch', 'End Epoch Loop', 'after_cancel_fit',
+    'after_fit', 'End Fit')
+
+
+def _handler(cb: Callback, name: str) -> Callable[[], None] | None:
+    # Looked up on the instance, then the class: Callback.__getattr__ would otherwise reach the learner.
+    fn = cb.__dict__.get(name)
+    if fn is not None:
+        return fn
+    return getattr(cb, name) if getattr(type(cb), name, None) is not None else None
+
+
+def _to_model_input(o: Any, device: torch.device | None) -> Any:
+    # The model and loss see plain tensors on the model's device, whatever the loader yields.
+    if isinstance(o, torch.Tensor):
+        if type(o) is not torch.Tensor:
+            o = o.as_subclass(torch.Tensor)
+        if device is not None and o.device != device:
+            o = o.to(device, non_blocking=True)
+        return o
+    return as_plain(o) if device is None else _move(as_plain(o), device)
+
+
+def _move(o: Any, device: torch.device) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.to(device, non_blocking=True)
+    if isinstance(o, (tuple, list)):
+        return type(o)(_move(x, device) for x in o)
+    return o
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else None
+
+
+def _listify(o: Any) -> list:
+    if o is None:
+        return []
+    if isinstance(o, (list, tuple)):
+        return list(o)
+    return [o]

@@ -1,0 +1,97 @@
+"""lr_find: the learning-rate range test as a Learner method, and the functions that suggest an lr from it."""
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import namedtuple
+from typing import Callable, Sequence
+
+import torch
+
+from callbacks.lr_finder import LRFinder
+
+__all__ = ['LRFindMixin', 'minimum', 'steep', 'valley', 'slide', 'suggestion_points']
+
+
+def minimum(lrs: torch.Tensor, losses: torch.Tensor) -> float:
+    """A tenth of the lr at the lowest loss: safely before the loss starts to climb."""
+    return lrs[losses.argmin()].item() / 10
+
+
+def steep(lrs: torch.Tensor, losses: torch.Tensor) -> float:
+    """The lr where the loss falls fastest per unit of log(lr) (start of the steepest step)."""
+    slopes = (losses[1:] - losses[:-1]) / (lrs[1:].log() - lrs[:-1].log())
+    return lrs[slopes.argmin()].item()
+
+
+def valley(lrs: torch.Tensor, losses: torch.Tensor) -> float:
+    """The lr halfway along the longest valley: the longest run of points whose loss keeps decreasing."""
+    vals = losses.tolist()
+    n = len(vals)
+    length, start = [1] * n, list(range(n))
+    for i in range(1, n):
+        # The longest decreasing sequence ending at i extends the longest one ending at a higher earlier loss.
+        for j in range(i):
+            if vals[j] > vals[i] and length[j] + 1 > length[i]:
+                length[i], start[i] = length[j] + 1, start[j]
+    end = max(range(n), key=lambda i: (length[i], -i))
+    return lrs[start[end] + (end - start[end]) // 2].item()
+
+
+def slide(lrs: torch.Tensor, losses: torch.Tensor, lr_diff: int = 15, thresh: float = 0.005,
+          adjust_value: float = 1.0) -> float:
+    """Slide rule: move a window of `lr_diff` points left from the divergent end while the slope still
+    differs between its two ends by more than `thresh`; suggest the left end of the last such window."""
+    slope = (torch.gradient(losses)[0] if len(losses) > 1 else torch.zeros_like(losses)).tolist()
+    right = len(losses) - 1
+    left = max(right - lr_diff, 0)
+    lr = lrs[left].item()
+    while left > 0 and abs(slope[right] - slope[left]) > thresh:
+        lr = lrs[left].item()
+        right, left = right - 1, left - 1
+    return lr * adjust_value
+
+
+def suggestion_points(lrs: Sequence[float], losses: Sequence[float], num_it: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (lrs, smoothed losses) suggestions use: the first `num_it//10` and last 5 dropped, cut at any NaN."""
+    lrs_t = torch.tensor(list(lrs), dtype=torch.float64)
+    losses_t = torch.tensor(list(losses), dtype=torch.float64)
+    lo, hi = num_it // 10, len(losses_t) - 5
+    if hi - lo < 2:
+        warnings.warn(f"lr_find recorded only {len(losses_t)} losses: suggestions use them all. Raise num_it, "
+                      f"lower start_lr, or pass stop_div=False for a fuller curve.")
+        lo, hi = 0, len(losses_t)
+    lrs_t, losses_t = lrs_t[lo:hi], losses_t[lo:hi]
+    nan = torch.isnan(losses_t).nonzero()
+    if len(nan):
+        lrs_t, losses_t = lrs_t[:nan[0, 0]], losses_t[:nan[0, 0]]
+    if len(losses_t) < 2:
+        raise ValueError("lr_find has fewer than 2 finite losses to suggest from: raise num_it or lower start_lr.")
+    return lrs_t, losses_t
+
+
+class LRFindMixin:
+    """`lr_find`, the learning-rate range test, as a Learner method."""
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True, suggest_funcs: Sequence[Callable] = (minimum, steep)) -> tuple:
+        """Train `num_it` batches at exponentially growing lrs, restore the model, return suggested lrs.
+
+        A named tuple with a field per suggestion function, so `lr_min, lr_steep = learn.lr_find()` works."""
+        if getattr(self, 'recorder', None) is None:
+            raise ValueError("lr_find reads the Recorder's losses: create the Learner with default_cbs=True.")
+        n_epoch = num_it // len(self.dls.train) + 1
+        with self.no_logging():
+            self.fit(n_epoch, cbs=LRFinder(start_lr, end_lr, num_it, stop_div))
+        lrs, losses = suggestion_points(self.recorder.lrs, self.recorder.losses, num_it)
+        names = [_func_name(f) for f in suggest_funcs]
+        SuggestedLRs = namedtuple('SuggestedLRs', names, rename=True)
+        result = SuggestedLRs(*(float(f(lrs, losses)) for f in suggest_funcs))
+        if show_plot:
+            self.recorder.plot_lr_find(suggestions=dict(zip(names, result)))
+        return result
+
+
+def _func_name(f: Callable) -> str:
+    f = f.func if isinstance(f, functools.partial) else f
+    return getattr(f, '__name__', type(f).__name__)

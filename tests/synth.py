@@ -1,0 +1,71 @@
+"""Tiny synthetic DataLoaders and learners for the learner and callback tests."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from learner.learner import Learner
+
+__all__ = ['SynthDataLoaders', 'regression_dls', 'classification_dls', 'synth_learner', 'three_group_learner',
+           'three_group_splitter']
+
+
+class SynthDataLoaders:
+    """The DataLoaders duck type: `train`/`valid` lists of batches, `n_inp`, `loss_func`, `device`."""
+
+    def __init__(self, train: list, valid: list, loss_func: Callable, n_inp: int = 1, c: int | None = None):
+        self.train, self.valid, self.loss_func, self.n_inp, self.c = train, valid, loss_func, n_inp, c
+        self.device = None
+
+    def __getitem__(self, i: int) -> list:
+        return (self.train, self.valid)[i]
+
+
+def regression_dls(n_train: int = 10, n_valid: int = 2, bs: int = 16, seed: int = 0) -> SynthDataLoaders:
+    """y = 2x + 3 + noise/10 on x ~ N(0, 1), as `n_train` training batches of `bs`."""
+    g = torch.Generator().manual_seed(seed)
+
+    def batches(n: int) -> list:
+        out = []
+        for _ in range(n):
+            x = torch.randn(bs, 1, generator=g)
+            out.append((x, 2 * x + 3 + 0.1 * torch.randn(bs, 1, generator=g)))
+        return out
+    return SynthDataLoaders(batches(n_train), batches(n_valid), loss_func=F.mse_loss)
+
+
+def classification_dls(n_train: int = 10, n_valid: int = 2, bs: int = 16, n_classes: int = 3, n_features: int = 4,
+                       seed: int = 0) -> SynthDataLoaders:
+    """Gaussian blobs around `n_classes` well separated centres; targets are class indices."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(n_classes, n_features, generator=g)
+
+    def batches(n: int) -> list:
+        out = []
+        for _ in range(n):
+            y = torch.randint(0, n_classes, (bs,), generator=g)
+            out.append((centres[y] + torch.randn(bs, n_features, generator=g), y))
+        return out
+    return SynthDataLoaders(batches(n_train), batches(n_valid), loss_func=F.cross_entropy, c=n_classes)
+
+
+def synth_learner(n_train: int = 10, lr: float = 1e-3, n_valid: int = 2, **kwargs) -> Learner:
+    """A linear-regression Learner with `n_train` batches an epoch (no progress bar output to clutter tests)."""
+    torch.manual_seed(0)
+    return Learner(regression_dls(n_train, n_valid), nn.Linear(1, 1), lr=lr, **kwargs)
+
+
+def three_group_splitter(model: nn.Sequential) -> list[list[nn.Parameter]]:
+    """Body, middle and head of `three_group_learner`'s model as three parameter groups."""
+    return [list(model[0].parameters()) + list(model[1].parameters()), list(model[3].parameters()),
+            list(model[5].parameters())]
+
+
+def three_group_learner(n_train: int = 10, **kwargs) -> Learner:
+    """A classifier with a BatchNorm and three parameter groups, for freezing and discriminative lrs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    return Learner(classification_dls(n_train), model, splitter=three_group_splitter, **kwargs)

@@ -1,0 +1,83 @@
+"""MixedPrecision (bf16 on CPU, fp16 with a GradScaler), GradientClip and TerminateOnNaNCallback."""
+import math
+
+import pytest
+import torch
+
+from callbacks.core import Callback
+from callbacks.fp16 import MixedPrecision
+from callbacks.grad_clip import GradientClip
+from callbacks.terminate import TerminateOnNaNCallback
+from synth import synth_learner
+
+
+class Watch(Callback):
+    """Records the model's output dtype inside autocast and the pred dtype callbacks see."""
+    order = 50
+
+    def __init__(self):
+        self.pred_dtypes, self.grad_norms = [], []
+
+    def after_pred(self):
+        self.pred_dtypes.append(self.learn.pred.dtype)
+
+    def before_step(self):
+        grads = [p.grad for p in self.learn.model.parameters()]
+        self.grad_norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+
+def test_bf16_autocast_on_cpu_and_full_precision_preds():
+    learn = synth_learner(n_train=2, n_valid=1).to_fp16()
+    inner = []
+    learn.model.register_forward_hook(lambda m, i, out: inner.append(out.dtype))
+    watch = Watch()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, cbs=watch)
+    assert inner == [torch.bfloat16] * 3
+    assert watch.pred_dtypes == [torch.float32] * 3
+    assert learn.mixed_precision.scaler is None and not torch.is_autocast_enabled('cpu')
+    assert learn.model.weight.dtype == torch.float32 and math.isfinite(learn.recorder.values[0][1])
+
+
+def test_fp16_scaler_skips_the_step_when_grads_overflow():
+    class Overflow(Callback):
+        def after_backward(self):
+            self.learn.model.weight.grad.fill_(math.inf)
+    learn = synth_learner(n_train=1, n_valid=1).to_fp16(dtype=torch.float16)
+    before = learn.model.weight.detach().clone()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, cbs=Overflow())
+    assert torch.equal(before, learn.model.weight)
+    assert learn.mixed_precision.scaler.get_scale() == 2.0 ** 15
+
+
+def test_fp16_scaler_unscales_before_gradient_clipping():
+    # A small scale so fp16 grads do not overflow; clipping scaled grads would leave norms of 0.01/16.
+    learn = synth_learner(n_train=3, n_valid=1).to_fp16(dtype=torch.float16, init_scale=16.0)
+    watch = Watch()
+    watch.order = 30                                  # after MixedPrecision (10) and GradientClip (20)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, cbs=[GradientClip(max_norm=0.01), watch])
+    assert watch.grad_norms == pytest.approx([0.01] * 3, rel=1e-3)
+    assert learn.mixed_precision.scaler.get_scale() == 16.0
+
+
+def test_gradient_clip_in_full_precision():
+    learn = synth_learner(n_train=2, n_valid=1)
+    watch = Watch()
+    watch.order = 30
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, cbs=[GradientClip(max_norm=0.5), watch])
+    assert watch.grad_norms == pytest.approx([0.5, 0.5], rel=1e-5)
+
+
+def test_terminate_on_nan_stops_the_fit(capsys):
+    losses = iter([1.0, 2.0, math.nan, 1.0])
+
+    def loss(pred, targ):
+        return pred.sum() * 0 + next(losses)
+    learn = synth_learner(n_train=4, loss_func=loss)
+    with learn.no_bar():
+        learn.fit(2, cbs=TerminateOnNaNCallback())
+    assert len(learn.recorder.losses) == 2 and learn.recorder.values == []
+    assert 'Loss is nan at epoch 0, batch 2' in capsys.readouterr().out

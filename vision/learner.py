@@ -1,0 +1,71 @@
+"""vision_learner: a Learner for a pretrained (or fresh) vision body with a new head, frozen and normalised."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch.nn as nn
+
+from learner.learner import Learner
+from learner.optimizer import Adam
+
+from .models import Arch, Cut, Weights, arch_meta, create_vision_model
+from .normalize import Normalize
+
+__all__ = ['vision_learner', 'cnn_learner']
+
+
+def vision_learner(dls: Any, arch: Arch, normalize: bool = True, n_out: int | None = None, pretrained: bool = True,
+                   weights: Weights = None, loss_func: Callable | None = None, opt_func: Callable = Adam,
+                   lr: float | slice = 1e-3, splitter: Callable | None = None, cbs: Iterable | None = None,
+                   metrics: Iterable | Callable | None = None, path: str | Path | None = None,
+                   model_dir: str | Path = 'models', wd: float | None = None, wd_bn_bias: bool = False,
+                   train_bn: bool = True, moms: tuple[float, ...] = (0.95, 0.85, 0.95), cut: Cut = None,
+                   init: Callable | None = nn.init.kaiming_normal_, custom_head: nn.Module | None = None,
+                   concat_pool: bool = True, lin_ftrs: Sequence[int] | None = None,
+                   ps: float | Sequence[float] = 0.5, first_bn: bool = True, bn_final: bool = False,
+                   lin_first: bool = False, y_range: tuple[float, float] | None = None, n_in: int = 3) -> Learner:
+    """A Learner on `arch`'s body and a new head with `n_out` (default `dls.c`) outputs; frozen when pretrained.
+
+    With pretrained weights (`pretrained` or `weights=`) and `normalize`, the arch's stats are added once to `dls`.
+    """
+    meta = arch_meta(arch)
+    if n_out is None:
+        n_out = getattr(dls, 'c', None)
+        if n_out is None:
+            raise ValueError('vision_learner: `dls` has no `c` (number of classes) to size the head with; '
+                             'pass n_out=<number of outputs>.')
+    model = create_vision_model(arch, n_out, pretrained=pretrained, weights=weights, cut=cut, n_in=n_in, init=init,
+                                custom_head=custom_head, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
+                                first_bn=first_bn, bn_final=bn_final, lin_first=lin_first, y_range=y_range)
+    has_weights = pretrained or weights is not None
+    if normalize and has_weights:
+        _add_norm(dls, meta['stats'], n_in)
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr,
+                    splitter=meta['split'] if splitter is None else splitter, cbs=cbs, metrics=metrics, path=path,
+                    model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias, train_bn=train_bn, moms=moms)
+    if has_weights:
+        learn.freeze()
+    return learn
+
+
+# fastai's name before 2.7; the same function, so course code runs unchanged.
+cnn_learner = vision_learner
+
+
+def _add_norm(dls: Any, stats: tuple[Sequence[float], Sequence[float]] | None, n_in: int) -> None:
+    """Add `Normalize.from_stats(*stats)` to each loader's batch transforms that has no Normalize yet."""
+    if stats is None or len(stats[0]) != n_in:
+        # Pretrained stats are per input channel: with other channels there is nothing faithful to add.
+        return
+    loaders = [dl for dl in getattr(dls, 'loaders', []) if hasattr(getattr(dl, 'after_batch', None), 'add')]
+    if not loaders:
+        warnings.warn('vision_learner: these dls have no batch-transform pipeline to add the pretrained '
+                      "weights' Normalize to; normalise the inputs yourself or pass normalize=False.",
+                      stacklevel=3)
+        return
+    norm = Normalize.from_stats(*stats)
+    for dl in loaders:
+        if not any(isinstance(t, Normalize) for t in dl.after_batch):
+            dl.add_tfms([norm], 'after_batch')
