@@ -1,4 +1,4 @@
-"""Command line: `python -m vision summary PATH ...` — the workflow without writing code."""
+"""Command line: `python -m vision summary|train PATH ...` — the workflow without writing code."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     _data_args(s)
     s.add_argument('--out', type=Path, default=None, help='folder to save show_batch.png into')
     s.set_defaults(run=_summary)
+    t = sub.add_parser('train', help='summary, lr_find, fine_tune and plots on the images in PATH')
+    _data_args(t)
+    t.add_argument('--arch', default='resnet18', help='a torchvision architecture name (default resnet18)')
+    t.add_argument('--epochs', type=int, default=3, help='epochs after the frozen one (default 3)')
+    t.add_argument('--lr', default='auto', help="learning rate, or 'auto' for lr_find's valley suggestion")
+    t.add_argument('--pretrained', action='store_true', help="ImageNet weights from torchvision's cache")
+    t.add_argument('--weights', type=Path, default=None, help='a local state_dict for the architecture')
+    t.add_argument('--out', type=Path, default=Path('out'), help='folder for the plots (default out/)')
+    t.set_defaults(run=_train)
     return p
 
 
@@ -73,6 +82,47 @@ def _summary(args: argparse.Namespace) -> int:
         plt.savefig(args.out / 'show_batch.png', bbox_inches='tight')
         print(f'\nSaved {args.out / "show_batch.png"}')
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import torchvision
+
+    from learner.metrics import error_rate
+
+    from .learner import vision_learner
+    arch = getattr(torchvision.models, args.arch, None)
+    if not callable(arch):
+        raise ValueError(f"--arch {args.arch!r} is not a torchvision model name (e.g. resnet18, resnet34).")
+    lr = None if args.lr == 'auto' else _float_arg('--lr', args.lr)
+    block = _datablock(args)
+    block.summary(args.path, bs=4)
+    dls = block.dataloaders(args.path, bs=args.bs)
+    learn = vision_learner(dls, arch, metrics=error_rate, pretrained=args.pretrained or args.weights is not None,
+                           weights=args.weights)
+    args.out.mkdir(parents=True, exist_ok=True)
+    lr_min, lr_steep = learn.lr_find()
+    plt.savefig(args.out / 'lr_find.png', bbox_inches='tight')
+    plt.close('all')
+    print(f'Minimum/10: {lr_min:.2e}, steepest point: {lr_steep:.2e}')
+    if lr is None:
+        lr = lr_steep
+        print(f'Using lr {lr:.2e} (steepest point)')
+    learn.fine_tune(args.epochs, base_lr=lr)
+    learn.recorder.plot_loss()
+    plt.savefig(args.out / 'loss.png', bbox_inches='tight')
+    plt.close('all')
+    print(f'Saved {args.out / "lr_find.png"} and {args.out / "loss.png"}')
+    return 0
+
+
+def _float_arg(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number or 'auto', got {value!r}.") from None
 
 
 if __name__ == '__main__':
