@@ -114,10 +114,11 @@ class Recorder(Callback):
         if learn.loss is None:
             return
         if learn.training:
-            self.smooth_loss.accumulate(learn)
-            learn.smooth_loss = value = self.smooth_loss.value
+            smooth = self.smooth_loss
+            smooth.accumulate(learn)
+            learn.smooth_loss = value = smooth.value
             self.losses.append(value)
-            self.lrs.append(learn.opt.hyper('lr'))
+            self.lrs.append(learn.opt.param_groups[-1]['lr'])
             if self.train_metrics:
                 for m in learn.metrics:
                     m.accumulate(learn)
@@ -161,7 +162,8 @@ class Recorder(Callback):
         ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label='train')
         if with_valid and 'valid_loss' in self.metric_names:
             col = self.metric_names.index('valid_loss') - 1
-            pts = [(it, row[col]) for it, row in zip(self.iters, self.values) if it >= skip_start and row[col] is not None]
+            pts = [(it, row[col]) for it, row in zip(self.iters, self.values)
+                   if it >= skip_start and row[col] is not None]
             if pts:
                 ax.plot(*zip(*pts), label='valid')
         ax.set_xlabel('batches processed')

@@ -6,6 +6,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from callbacks.schedule import ParamScheduler
+from learner.callback_host import listify
 from learner.schedules import SchedCos, combine_scheds, combined_cos
 
 __all__ = ['FitMixin']
@@ -22,7 +23,7 @@ class FitMixin:
         lr_max = self._group_lrs(lr_max)
         scheds = {'lr': combined_cos(pct_start, lr_max / div, lr_max, lr_max / div_final),
                   'mom': combined_cos(pct_start, *(self.moms if moms is None else moms))}
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, wd=wd,
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + listify(cbs), reset_opt=reset_opt, wd=wd,
                  start_epoch=start_epoch)
 
     def fit_flat_cos(self, n_epoch: int, lr: float | slice | None = None, div_final: float = 1e5,
@@ -31,7 +32,7 @@ class FitMixin:
         """Constant lr for `pct_start` of training, then cosine annealing to lr/div_final."""
         lr = self._group_lrs(lr)
         scheds = {'lr': combined_cos(pct_start, lr, lr, lr / div_final)}
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, wd=wd,
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + listify(cbs), reset_opt=reset_opt, wd=wd,
                  start_epoch=start_epoch)
 
     def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max: float | slice | None = None, cycle_mult: int = 2,
@@ -42,7 +43,7 @@ class FitMixin:
         lengths = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
         n_epoch = sum(lengths)  # = cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1), and cycle_mult=1 works
         scheds = {'lr': combine_scheds([n / n_epoch for n in lengths], [SchedCos(lr_max, 0) for _ in lengths])}
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, wd=wd,
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + listify(cbs), reset_opt=reset_opt, wd=wd,
                  start_epoch=start_epoch)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
@@ -60,9 +61,3 @@ class FitMixin:
             self.create_opt()
         self.opt.set_hyper('lr', self.lr if lr is None else lr)
         return np.array([h['lr'] for h in self.opt.hypers])
-
-
-def _listify(o: Any) -> list:
-    if o is None:
-        return []
-    return list(o) if isinstance(o, (list, tuple)) else [o]

@@ -1,23 +1,22 @@
 """Learner: the training loop, its events and callbacks, the optimizer's groups, save and load."""
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
 
 from blocks.tensors import as_plain
 from callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
-                            CancelFitException, CancelStepException, CancelTrainException, CancelValidException,
-                            events, inner_events, noop)
+                            CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from callbacks.fp16 import MixedPrecision
 from callbacks.progress import ProgressCallback
 from callbacks.recorder import Recorder
 from callbacks.train_eval import TrainEvalCallback
+from learner.callback_host import CallbackHost, listify
 from learner.fit import FitMixin
 from learner.lr_find import LRFindMixin
 from learner.metrics import as_metric
@@ -27,12 +26,7 @@ __all__ = ['Learner', 'default_callbacks']
 
 default_callbacks: tuple[type[Callback], ...] = (TrainEvalCallback, Recorder, ProgressCallback)
 
-# (before, after, after_cancel) event names of each level of the loop.
-_LEVELS = {level: (f'before_{level}', f'after_{level}', f'after_cancel_{level}')
-           for level in ('fit', 'epoch', 'train', 'validate', 'batch', 'step', 'backward')}
-
-
-class Learner(FitMixin, LRFindMixin):
+class Learner(CallbackHost, FitMixin, LRFindMixin):
     """Trains `model` on `dls` with `loss_func` and `opt_func`, calling each callback at each event."""
 
     def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
@@ -51,7 +45,7 @@ class Learner(FitMixin, LRFindMixin):
         self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
         self.path = Path(path) if path is not None else Path(getattr(dls, 'path', '.'))
         self.model_dir = Path(model_dir)
-        self.metrics = [as_metric(m) for m in _listify(metrics)]
+        self.metrics = [as_metric(m) for m in listify(metrics)]
         self.opt: Optimizer | None = None
         self.logger: Callable = print
         self.training, self.epoch, self.n_epoch, self.start_epoch = False, 0, 1, 0
@@ -65,139 +59,22 @@ class Learner(FitMixin, LRFindMixin):
         self._n_inp: int = getattr(dls, 'n_inp', 1)
         self._sort_cbs()
         self.add_cbs([cb() for cb in default_callbacks] if default_cbs else [])
-        self.add_cbs(_listify(cbs))
+        self.add_cbs(listify(cbs))
         self('after_create')
-
-    # ---- callbacks -------------------------------------------------------------------------------------
-    def __call__(self, event_name: str | Iterable[str]) -> None:
-        """Fire `event_name` (or each of a list of names) on the callbacks, in `order`."""
-        if not isinstance(event_name, str):
-            for name in event_name:
-                self(name)
-            return
-        try:
-            inner, handlers = self._handlers[event_name]
-        except KeyError:
-            raise ValueError(f"Unknown event {event_name!r}: events are {', '.join(events)}.") from None
-        if not handlers:
-            return
-        if inner:
-            training = self.training
-            for cb, fn in handlers:
-                if cb.run_train if training else cb.run_valid:
-                    fn()
-        else:
-            for _, fn in handlers:
-                fn()
-
-    def add_cb(self, cb: Callback | type) -> Learner:
-        """Add a callback (instance or class), reachable as `learn.<cb.name>`."""
-        if isinstance(cb, type):
-            cb = cb()
-        if not isinstance(cb, Callback):
-            raise TypeError(f"cbs must be Callback instances or classes, got {type(cb).__name__}.")
-        existing = getattr(type(self), cb.name, None)
-        if existing is not None or (cb.name in self.__dict__ and not isinstance(self.__dict__[cb.name], Callback)):
-            raise ValueError(f"A callback named {cb.name!r} would hide the Learner attribute of that name: "
-                             f"rename the callback class.")
-        cb.learn = self
-        setattr(self, cb.name, cb)
-        self.cbs.append(cb)
-        self._sort_cbs()
-        return self
-
-    def add_cbs(self, cbs: Iterable[Callback | type]) -> Learner:
-        """Add each callback of `cbs`."""
-        for cb in cbs:
-            self.add_cb(cb)
-        return self
-
-    def remove_cb(self, cb: Callback | type) -> Learner:
-        """Remove a callback instance, or every callback of a class."""
-        targets = [c for c in self.cbs if c is cb or (isinstance(cb, type) and isinstance(c, cb))]
-        for c in targets:
-            self.cbs.remove(c)
-            c.learn = None
-            if self.__dict__.get(c.name) is c:
-                delattr(self, c.name)
-        for c in self.cbs:
-            # Another callback of the same name takes the attribute back.
-            self.__dict__.setdefault(c.name, c)
-        self._sort_cbs()
-        return self
-
-    def remove_cbs(self, cbs: Iterable[Callback | type]) -> Learner:
-        """Remove each callback of `cbs`."""
-        for cb in list(cbs):
-            self.remove_cb(cb)
-        return self
-
-    @contextlib.contextmanager
-    def added_cbs(self, cbs: Iterable | Callback | type | None) -> Iterator[Learner]:
-        """Add `cbs` for the duration of a `with` block."""
-        added = [cb() if isinstance(cb, type) else cb for cb in _listify(cbs)]
-        self.add_cbs(added)
-        try:
-            yield self
-        finally:
-            self.remove_cbs(added)
-
-    @contextlib.contextmanager
-    def removed_cbs(self, cbs: Iterable[Callback]) -> Iterator[Learner]:
-        """Remove `cbs` for the duration of a `with` block."""
-        removed = [cb for cb in cbs if cb in self.cbs]
-        self.remove_cbs(removed)
-        try:
-            yield self
-        finally:
-            self.add_cbs(removed)
-
-    def no_bar(self) -> contextlib.AbstractContextManager:
-        """A `with` block without progress bars."""
-        return self.removed_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
-
-    @contextlib.contextmanager
-    def no_logging(self) -> Iterator[Learner]:
-        """A `with` block that prints no results table."""
-        logger, self.logger = self.logger, noop
-        try:
-            yield self
-        finally:
-            self.logger = logger
-
-    def show_training_loop(self) -> None:
-        """Print the loop's events, indented by level, with the callbacks that run at each."""
-        def handlers(name: str) -> str:
-            return f"{'   ' * depth} - {name:<15}: {[cb for cb, _ in self._handlers[name][1]]}"
-        depth, lines = 0, []
-        for step in _LOOP_OUTLINE:
-            if step.startswith('Start'):
-                lines.append(f"{'   ' * depth}{step}")
-                depth += 1
-            elif step.startswith('End'):
-                depth -= 1
-                lines.append(f"{'   ' * depth}{step}")
-            elif step in self._handlers:
-                lines.append(handlers(step))
-            else:
-                lines.append(f"{'   ' * depth} - {step}")
-        print('\n'.join(lines))
-
-    def _sort_cbs(self) -> None:
-        self.cbs.sort(key=lambda cb: cb.order)
-        self._handlers = {name: (name in inner_events, [(cb, fn) for cb in self.cbs
-                                                        if (fn := _handler(cb, name)) is not None])
-                          for name in events}
-        self._quiet_levels = {level for level, names in _LEVELS.items()
-                              if not any(self._handlers[name][1] for name in names)}
 
     # ---- optimizer -------------------------------------------------------------------------------------
     def create_opt(self) -> None:
-        """Build the optimizer over the splitter's groups, with the no-wd and train_bn rules."""
-        self.opt = self.opt_func(self.splitter(self.model), lr=self.lr)
+        """Build the optimizer over the splitter's groups, with the no-wd and train_bn rules.
+
+        `opt_func` may also be a torch optimizer class (e.g. torch.optim.AdamW), used with its own defaults."""
+        groups = self.splitter(self.model)
+        if isinstance(self.opt_func, type) and issubclass(self.opt_func, torch.optim.Optimizer):
+            self.opt = Optimizer(groups, self.opt_func, lr=self.lr)
+        else:
+            self.opt = self.opt_func(groups, lr=self.lr)
         if not isinstance(self.opt, Optimizer):
-            raise TypeError(f"opt_func must return a learner.optimizer.Optimizer (e.g. opt_func=Adam or "
-                            f"partial(Optimizer, opt_cls=torch.optim.RMSprop)), got {type(self.opt).__name__}.")
+            raise TypeError(f"opt_func must return a learner.optimizer.Optimizer (e.g. opt_func=Adam, SGD or "
+                            f"torch.optim.RMSprop), got {type(self.opt).__name__}.")
         if not self.wd_bn_bias:
             self.opt.exclude_from_wd(norm_bias_params(self.model, with_bias=True))
         if self.train_bn:
@@ -253,22 +130,6 @@ class Learner(FitMixin, LRFindMixin):
         with torch.no_grad():
             self._with_events(self.all_batches, 'validate', CancelValidException)
 
-    def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
-        before, after, cancel = _LEVELS[level]
-        if level in self._quiet_levels:
-            # No callback listens at this level, so nothing can raise its Cancel exception but `f`'s own code.
-            try:
-                f()
-            except exc:
-                pass
-            return
-        try:
-            self(before)
-            f()
-        except exc:
-            self(cancel)
-        self(after)
-
     def all_batches(self) -> None:
         """Run `one_batch` on every batch of `self.dl`."""
         self.n_iter = len(self.dl)
@@ -279,8 +140,7 @@ class Learner(FitMixin, LRFindMixin):
     def one_batch(self, i: int, b: tuple) -> None:
         """Run the batch events on batch `b` (inputs then targets, split by `dls.n_inp`)."""
         self.iter = i
-        device = self._device
-        b = tuple([_to_model_input(o, device) for o in b])
+        b = _to_model_inputs(b, self._device)
         n_inp = self._n_inp
         self.xb, self.yb = b[:n_inp], b[n_inp:]
         # Cleared so a batch cancelled early never shows callbacks the previous batch's results.
@@ -367,33 +227,19 @@ class Learner(FitMixin, LRFindMixin):
         return self
 
 
-_LOOP_OUTLINE = (
-    'Start Fit', 'before_fit', 'Start Epoch Loop', 'before_epoch', 'Start Train', 'before_train',
-    'Start Batch Loop', 'before_batch', 'after_pred', 'after_loss', 'before_backward', 'after_cancel_backward',
-    'after_backward', 'before_step', 'after_cancel_step', 'after_step', 'after_cancel_batch', 'after_batch',
-    'End Batch Loop', 'after_cancel_train', 'after_train', 'End Train', 'Start Valid', 'before_validate',
-    'Start Batch Loop', '(the batch events above, without backward and step)', 'End Batch Loop', 'after_cancel_validate',
-    'after_validate', 'End Valid', 'after_cancel_epoch', 'after_epoch', 'End Epoch Loop', 'after_cancel_fit',
-    'after_fit', 'End Fit')
-
-
-def _handler(cb: Callback, name: str) -> Callable[[], None] | None:
-    # Looked up on the instance, then the class: Callback.__getattr__ would otherwise reach the learner.
-    fn = cb.__dict__.get(name)
-    if fn is not None:
-        return fn
-    return getattr(cb, name) if getattr(type(cb), name, None) is not None else None
-
-
-def _to_model_input(o: Any, device: torch.device | None) -> Any:
+def _to_model_inputs(batch: tuple, device: torch.device | None) -> tuple:
     # The model and loss see plain tensors on the model's device, whatever the loader yields.
-    if isinstance(o, torch.Tensor):
-        if type(o) is not torch.Tensor:
-            o = o.as_subclass(torch.Tensor)
-        if device is not None and o.device != device:
-            o = o.to(device, non_blocking=True)
-        return o
-    return as_plain(o) if device is None else _move(as_plain(o), device)
+    out = []
+    for o in batch:
+        if isinstance(o, torch.Tensor):
+            if type(o) is not torch.Tensor:
+                o = o.as_subclass(torch.Tensor)
+            if device is not None and o.device != device:
+                o = o.to(device, non_blocking=True)
+        else:
+            o = as_plain(o) if device is None else _move(as_plain(o), device)
+        out.append(o)
+    return tuple(out)
 
 
 def _move(o: Any, device: torch.device) -> Any:
@@ -407,11 +253,3 @@ def _move(o: Any, device: torch.device) -> Any:
 def _model_device(model: nn.Module) -> torch.device | None:
     p = next(model.parameters(), None)
     return p.device if p is not None else None
-
-
-def _listify(o: Any) -> list:
-    if o is None:
-        return []
-    if isinstance(o, (list, tuple)):
-        return list(o)
-    return [o]

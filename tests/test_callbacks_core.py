@@ -52,7 +52,8 @@ def test_event_names_in_spec_order():
             'before_validate', 'after_validate', 'after_epoch', 'after_fit']
     assert [e for e in events if e in spec] == spec
     assert event.before_fit == 'before_fit' and event.after_cancel_step == 'after_cancel_step'
-    assert {f'after_cancel_{x}' for x in ('batch', 'train', 'validate', 'epoch', 'fit', 'step', 'backward')} <= set(events)
+    levels = ('batch', 'train', 'validate', 'epoch', 'fit', 'step', 'backward')
+    assert {f'after_cancel_{x}' for x in levels} <= set(events)
 
 
 def test_full_event_order_of_one_epoch():

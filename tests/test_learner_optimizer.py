@@ -139,3 +139,17 @@ def test_state_dict_round_trip_restores_moments():
     assert len(learn.opt.torch_opt.state) == 0
     learn.opt.load_state_dict(state)
     assert all(torch.equal(learn.opt.torch_opt.state[learn.model.weight][k], v) for k, v in saved.items())
+
+
+def test_a_torch_optimizer_class_works_as_opt_func():
+    learn = synth_learner(opt_func=torch.optim.RMSprop, lr=1e-2)
+    with learn.no_logging(), learn.no_bar():
+        learn.fit(1)
+    assert type(learn.opt.torch_opt) is torch.optim.RMSprop
+    assert learn.opt.hypers[0]['lr'] == 1e-2 and learn.opt.hypers[0]['sqr_mom'] == 0.99
+
+
+def test_opt_func_must_build_an_optimizer():
+    learn = synth_learner(opt_func=lambda params, lr: torch.optim.SGD(params, lr=lr))
+    with pytest.raises(TypeError, match='opt_func must return'):
+        learn.create_opt()
