@@ -95,7 +95,7 @@ def test_multicategory_and_regression_blocks(pets_folder):
 def test_without_resize_collate_names_the_files_and_the_fix(pets_folder):
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
                       get_y=using_attr(RegexLabeller(PAT), 'name'), splitter=RandomSplitter(seed=1))
-    dls = block.dataloaders(pets_folder, bs=8, num_workers=0)
+    dls = block.dataloaders(pets_folder, bs=10, num_workers=0)   # the whole training split: sizes must differ
     with pytest.raises(CollateError) as e:
         next(iter(dls.train))
     msg = str(e.value)

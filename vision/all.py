@@ -44,6 +44,7 @@ from callbacks.schedule import *
 from callbacks.terminate import *
 from callbacks.tracker import *
 from callbacks.train_eval import *
+from learner.callback_host import *
 from learner.fit import *
 from learner.learner import *
 from learner.lr_find import *
