@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from learner.learner import Learner
 from learner.metrics import accuracy
 
-__all__ = ['PreBatched', 'make_data', 'make_model', 'torch_loop', 'learner_loop', 'main']
+__all__ = ['PreBatched', 'make_data', 'make_model', 'torch_loop', 'learner_loop', 'fastai_loop', 'main']
 
 
 class PreBatched:
@@ -94,6 +94,23 @@ def learner_loop(dls: PreBatched, model: nn.Module, epochs: int, lr: float) -> l
     return learn.recorder.values
 
 
+def fastai_loop(dls: PreBatched, model: nn.Module, epochs: int, lr: float) -> list:
+    """fastai 2.8.12's `Learner.fit` with its default callbacks and `accuracy`, on the same batches (when installed)."""
+    from fastai.learner import Learner as FastaiLearner
+    from fastai.metrics import accuracy as fastai_accuracy
+    learn = FastaiLearner(dls, model, loss_func=F.cross_entropy, metrics=fastai_accuracy, lr=lr)
+    learn.fit(epochs)
+    return learn.recorder.values
+
+
+def _fastai_installed() -> bool:
+    try:
+        import fastai
+    except ImportError:
+        return False
+    return fastai.__version__ == '2.8.12'
+
+
 def _timed(fn, *args) -> float:
     # Both loops print their table; sending it to a buffer keeps the terminal out of the timing.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -117,11 +134,15 @@ def main() -> None:
     lr = 1e-3
     _timed(torch_loop, dls, make_model(args.hidden), 1, lr)
     _timed(learner_loop, dls, make_model(args.hidden), 1, lr)
-    plain, learner = [], []
+    plain, learner, fastai = [], [], []
+    order = [(plain, torch_loop), (learner, learner_loop)]
+    if _fastai_installed():
+        _timed(fastai_loop, dls, make_model(args.hidden), 1, lr)
+        order.append((fastai, fastai_loop))
     for r in range(args.repeats):
-        # Alternate which goes first so drifts in machine load hit both alike.
-        order = [(plain, torch_loop), (learner, learner_loop)]
-        for times, fn in (order if r % 2 == 0 else order[::-1]):
+        # Rotate which goes first so drifts in machine load hit all alike.
+        k = r % len(order)
+        for times, fn in order[k:] + order[:k]:
             times.append(_timed(fn, dls, make_model(args.hidden), args.epochs, lr))
     t_plain, t_learn = statistics.median(plain), statistics.median(learner)
     n_batches = args.epochs * (args.n_train + args.n_valid)
@@ -130,6 +151,12 @@ def main() -> None:
     print(f'ratio       : {t_learn / t_plain:.3f}  (target <= 1.10; best runs: {min(learner) / min(plain):.3f})')
     print(f'overhead    : {(t_learn - t_plain) / n_batches * 1e3:.4f} ms per batch '
           f'({args.epochs} epochs x {args.n_train} train + {args.n_valid} valid batches, bs {args.bs})')
+    if fastai:
+        t_fastai = statistics.median(fastai)
+        print(f'fastai 2.8.12 Learner.fit: {t_fastai * 1e3:8.1f} ms  ({t_fastai / n_batches * 1e3:.3f} ms/batch), '
+              f'ratio {t_fastai / t_plain:.3f}, overhead {(t_fastai - t_plain) / n_batches * 1e3:.4f} ms per batch')
+    else:
+        print('fastai 2.8.12 not installed in this venv: no side-by-side figure')
 
 
 if __name__ == '__main__':
