@@ -269,14 +269,15 @@ def _collate_column(col: list, k: int, names: Sequence[str] | None) -> Any:
 
 
 def collate_error(col: list, k: int, names: Sequence[str] | None) -> str:
-    """The message for tensors of different shapes: which items, which shapes, and the fix."""
+    """The message for tensors of different shapes: which items, which shapes (odd ones first), and the fix."""
+    # blocks knows no image types; the name is enough to word the message for images.
     kind = 'images' if type(col[0]).__name__.startswith('TensorImage') else f'{k}-th members of the samples'
     names = names or [f'item {i}' for i in range(len(col))]
+    shapes = [tuple(o.shape) for o in col]
+    common = max(set(shapes), key=shapes.count)
+    order = [i for i, s in enumerate(shapes) if s != common] + [i for i, s in enumerate(shapes) if s == common]
     width = max(len(n) for n in names)
-    lines = [f'  {n:<{width}}  {"x".join(map(str, o.shape))}' for n, o in zip(names, col)]
-    by_shape: dict = {}
-    for o in col:
-        by_shape.setdefault(tuple(o.shape), 0)
+    lines = [f'  {names[i]:<{width}}  {"x".join(map(str, shapes[i]))}' for i in order]
     fix = ('Add an item transform that makes them one size, e.g. item_tfms=Resize(460).'
            if kind == 'images' else 'Make every sample the same shape with an item transform (crop, pad or resize).')
     return (f'Could not collate the {kind} of this batch: they have different sizes.\n'
