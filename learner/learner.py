@@ -21,12 +21,13 @@ from learner.fit import FitMixin
 from learner.lr_find import LRFindMixin
 from learner.metrics import as_metric
 from learner.optimizer import Adam, Optimizer, norm_bias_params, trainable_params
+from learner.predict import PredictMixin
 
 __all__ = ['Learner', 'default_callbacks']
 
 default_callbacks: tuple[type[Callback], ...] = (TrainEvalCallback, Recorder, ProgressCallback)
 
-class Learner(CallbackHost, FitMixin, LRFindMixin):
+class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin):
     """Trains `model` on `dls` with `loss_func` and `opt_func`, calling each callback at each event."""
 
     def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,

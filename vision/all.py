@@ -46,10 +46,12 @@ from callbacks.tracker import *
 from callbacks.train_eval import *
 from learner.callback_host import *
 from learner.fit import *
+from learner.interpret import *
 from learner.learner import *
 from learner.lr_find import *
 from learner.metrics import *
 from learner.optimizer import *
+from learner.predict import *
 from learner.schedules import *
 from vision.augment import *
 from vision.block import *

@@ -1,0 +1,125 @@
+"""Interpretation views on synthetic predictions and on a tiny learner over the committed photos."""
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from learner.interpret import ClassificationInterpretation, Interpretation
+from learner.learner import Learner
+from learner.metrics import accuracy
+from vision.data import ImageDataLoaders, get_image_files
+from vision.resize import Resize
+
+VOCAB = ['Birman', 'Ragdoll', 'Siamese', 'beagle']
+CM = np.array([[10, 4, 0, 1], [4, 12, 0, 0], [4, 1, 9, 0], [0, 2, 0, 7]])
+
+
+class _Dls:
+    vocab = VOCAB
+
+
+class _Learn:
+    dls = _Dls()
+
+
+def interp_from_cm(cm: np.ndarray) -> ClassificationInterpretation:
+    targs, dec = [], []
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            targs += [i] * int(cm[i, j])
+            dec += [j] * int(cm[i, j])
+    targs, dec = torch.tensor(targs), torch.tensor(dec)
+    preds = torch.nn.functional.one_hot(dec, len(cm)).float()
+    losses = torch.arange(len(targs), dtype=torch.float)
+    return ClassificationInterpretation(_Learn(), None, None, preds, targs, dec, losses)
+
+
+def test_most_confused_spec_example():
+    interp = interp_from_cm(CM)
+    assert interp.vocab == VOCAB
+    assert interp.most_confused() == [('Birman', 'Ragdoll', 4), ('Ragdoll', 'Birman', 4), ('Siamese', 'Birman', 4),
+                                      ('beagle', 'Ragdoll', 2), ('Birman', 'beagle', 1), ('Siamese', 'Ragdoll', 1)]
+    assert interp.most_confused(min_val=3) == [('Birman', 'Ragdoll', 4), ('Ragdoll', 'Birman', 4),
+                                               ('Siamese', 'Birman', 4)]
+
+
+def test_confusion_matrix_orientation():
+    # Two items of class 0 predicted as class 1: cm[actual=0, predicted=1] == 2.
+    interp = ClassificationInterpretation(_Learn(), None, None, torch.zeros(3, 4), torch.tensor([0, 0, 2]),
+                                          torch.tensor([1, 1, 2]), torch.zeros(3))
+    cm = interp.confusion_matrix()
+    assert cm.dtype.kind == 'i' and cm[0, 1] == 2 and cm[1, 0] == 0 and cm[2, 2] == 1
+    assert np.array_equal(interp_from_cm(CM).confusion_matrix(), CM)
+
+
+def test_classification_report_numbers(capsys):
+    # class 0: tp 1, fp 1, fn 1 -> p .5 r .5; class 1: tp 2, fp 1, fn 0 -> p 2/3 r 1; class 2: tp 0, support 1.
+    cm = np.array([[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+    interp = interp_from_cm(cm)
+    interp.vocab = ['a', 'b', 'c']
+    rep = interp.print_classification_report()
+    assert rep['a'] == pytest.approx({'precision': .5, 'recall': .5, 'f1-score': .5, 'support': 2})
+    assert rep['b'] == pytest.approx({'precision': 2 / 3, 'recall': 1., 'f1-score': .8, 'support': 2})
+    assert rep['c'] == pytest.approx({'precision': 0., 'recall': 0., 'f1-score': 0., 'support': 1})
+    assert rep['macro avg']['f1-score'] == pytest.approx(1.3 / 3)
+    assert rep['weighted avg']['recall'] == pytest.approx((2 * .5 + 2 * 1.) / 5)
+    out = capsys.readouterr().out
+    assert 'precision' in out and 'macro avg' in out and 'weighted avg' in out
+
+
+def test_top_losses():
+    interp = interp_from_cm(CM)
+    vals, idx = interp.top_losses(3)
+    assert vals.tolist() == [53., 52., 51.] and idx.tolist() == [53, 52, 51]
+    vals, idx = interp.top_losses(2, largest=False)
+    assert idx.tolist() == [0, 1]
+    assert len(interp.top_losses()[0]) == CM.sum()
+
+
+class _CountForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.calls = nn.Linear(3 * 32 * 32, 5), 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.lin(x.flatten(1))
+
+
+@pytest.fixture(scope='module')
+def interp_learn():
+    from tests.conftest import PHOTOS
+    torch.manual_seed(0)
+    dls = ImageDataLoaders.from_name_re(PHOTOS, get_image_files(PHOTOS), r'(.+)_\d+.jpg$', item_tfms=Resize(32),
+                                        bs=16, num_workers=0)
+    learn = Learner(dls, _CountForward(), metrics=accuracy)
+    interp = ClassificationInterpretation.from_learner(learn)
+    return interp, learn
+
+
+def test_from_learner_runs_inference_once(interp_learn):
+    interp, learn = interp_learn
+    calls = learn.model.calls
+    assert calls == len(learn.dls.valid)
+    interp.confusion_matrix(), interp.most_confused(), interp.top_losses(3), interp.classification_report()
+    plt.close(interp.plot_confusion_matrix())
+    plt.close(interp.plot_top_losses(2))
+    assert learn.model.calls == calls
+    assert isinstance(interp, Interpretation) and interp.vocab == list(learn.dls.vocab)
+    assert interp.confusion_matrix().sum() == len(learn.dls.valid_ds)
+
+
+def test_plots_make_figures(interp_learn):
+    interp, _ = interp_learn
+    fig = interp.plot_confusion_matrix(normalize=True, figsize=(4, 4), dpi=50)
+    assert fig.axes and len(fig.axes[0].texts) == 25
+    plt.close(fig)
+    fig = interp.plot_top_losses(4, nrows=2)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 4
+    pred_actual, loss, prob = titles[0].split(' / ')
+    assert pred_actual.split('/')[0] in interp.vocab and pred_actual.split('/')[1] in interp.vocab
+    assert float(loss) == pytest.approx(float(interp.top_losses(1)[0][0]), abs=0.01) and 0 <= float(prob) <= 1
+    assert fig.axes[0].images  # the decoded input image is drawn
+    plt.close(fig)
