@@ -18,6 +18,7 @@ from typing import Iterator
 
 from fastprogress.fastprogress import progress_bar
 
+from blocks.files import DataPath
 from blocks.safe_io import atomic_write_text
 
 __all__ = ['URLs', 'checksums', 'DownloadError', 'UnsafeArchiveError', 'blocklearn_home', 'download_url',
@@ -116,7 +117,7 @@ def download_url(url: str, dest: str | os.PathLike, show_progress: bool = True, 
 
 def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                c_key: str = 'data', force_download: bool = False, base: str | os.PathLike | None = None,
-               sha256: str | None = None) -> Path:
+               sha256: str | None = None) -> DataPath:
     """Download and extract the archive at `url` into `<data>/<name>` and return that folder; offline if it exists.
 
     `name` is the file name less .tgz/.tar.gz/.zip; `data` and `archive` default to `<base>/data` and
@@ -133,7 +134,7 @@ def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | o
     data_dir = Path(data).expanduser() if data is not None else base / _SUBDIRS[c_key]
     arch, dest = archive_dir / fname, data_dir / name
     if dest.exists() and not force_download:
-        return dest
+        return DataPath(dest)
 
     expected = (sha256 or checksums.get(url) or _recorded_digest(arch)).lower() or None
     downloaded = force_download or not arch.exists()
@@ -150,7 +151,7 @@ def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | o
         atomic_write_text(_digest_file(arch), f'{digest}  {arch.name}\n')
     data_dir.mkdir(parents=True, exist_ok=True)
     _extract_into_place(arch, dest, replace=force_download)
-    return dest
+    return DataPath(dest)
 
 
 def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60) -> str:

@@ -1,11 +1,12 @@
 """Collecting items: files under a folder, filtered by extension, in a stable order."""
 from __future__ import annotations
 
+import mimetypes
 import os
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ['get_files', 'FileGetter']
+__all__ = ['get_files', 'FileGetter', 'DataPath', 'Listing']
 
 
 def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = True,
@@ -29,6 +30,38 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
     else:
         found = _keep(path, [f.name for f in os.scandir(path) if f.is_file()], exts)
     return sorted(found)
+
+
+class Listing(list):
+    """A list of paths whose repr starts with its length, like `(#3) [Path('a'), ...]`, and stays short."""
+
+    def __repr__(self) -> str:
+        shown = ', '.join(repr(o) for o in self[:10])
+        return f"(#{len(self)}) [{shown}{', ...' if len(self) > 10 else ''}]"
+
+
+class DataPath(type(Path())):
+    """A `Path` (what `untar_data` returns) with `ls()`; joining with `/` keeps the type, so `(path/'images').ls()` works."""
+
+    def ls(self, n_max: int | None = None, file_type: str | None = None,
+           file_exts: Iterable[str] | str | None = None) -> Listing:
+        """The folder's entries, sorted; filter by mime-like `file_type` ('image') or `file_exts`, at most `n_max`."""
+        if not self.is_dir():
+            raise NotADirectoryError(f"ls(): '{self}' is not a folder" + (' (it is a file).' if self.exists()
+                                                                           else ' (it does not exist).'))
+        exts = {file_exts} if isinstance(file_exts, str) else set(file_exts or ())
+        exts = {e.lower() if e.startswith('.') else '.' + e.lower() for e in exts}
+        found = []
+        for o in sorted(os.scandir(self), key=lambda e: e.name):
+            suffix = os.path.splitext(o.name)[1].lower()
+            if exts and suffix not in exts:
+                continue
+            if file_type is not None and not (mimetypes.guess_type(o.name)[0] or '').startswith(file_type):
+                continue
+            found.append(self / o.name)
+            if n_max is not None and len(found) >= n_max:
+                break
+        return Listing(found)
 
 
 def _keep(root: Path, files: Iterable[str], exts: set[str] | None) -> list[Path]:

@@ -10,6 +10,7 @@ import pytest
 
 from blocks.external import (URLs, DownloadError, UnsafeArchiveError, blocklearn_home, checksums, download_url,
                              untar_data)
+from blocks.files import DataPath
 
 FILES = {'mnist_tiny/labels.csv': b'name,label\ntrain/3/1.png,3\n',
          'mnist_tiny/train/3/1.png': b'not really a png',
@@ -81,6 +82,17 @@ def test_untar_data_extracts_single_top_folder(tmp_path, home, suffix):
     assert (path / 'train' / '3' / '1.png').exists() and (path / 'models').is_dir()
     assert (home / 'archive' / src.name).read_bytes() == src.read_bytes()
     assert leftovers(home / 'data') == ['mnist_tiny']
+
+
+def test_untar_data_path_lists_like_a_notebook(tmp_path, home):
+    path = untar_data(make_tar(tmp_path / 'mnist_tiny.tgz', FILES).as_uri())
+    assert [p.name for p in path.ls()] == sorted(p.name for p in path.iterdir())
+    listing = (path / 'train').ls()  # joining keeps the type, as in `(path/'images').ls()`
+    assert isinstance(listing[0], DataPath) and repr(listing).startswith(f'(#{len(listing)}) [')
+    assert [p.name for p in (path / 'train' / '3').ls(file_exts='.png')] == ['1.png']
+    assert (path / 'train' / '3').ls(file_exts='jpg') == [] and len(path.ls(n_max=1)) == 1
+    with pytest.raises(NotADirectoryError, match='labels.csv'):
+        (path / 'labels.csv').ls()
 
 
 def test_second_call_needs_no_network(tmp_path, home):
