@@ -63,6 +63,7 @@ class Categorize(Transform):
     """Label -> index into a vocab built from the training split; decodes back to the label."""
     order = 1
     loss_type = CrossEntropyLossFlat
+    _recipe_state = ('vocab',)
 
     def __init__(self, vocab: Iterable | None = None, sort: bool = True, add_na: bool = False):
         super().__init__()
@@ -114,6 +115,7 @@ class MultiCategorize(Categorize):
 class OneHotEncode(Transform):
     """Label indices -> a one-hot float vector of length `c`; decodes back to indices."""
     order = 2
+    _recipe_state = ('c',)
 
     def __init__(self, c: int | None = None):
         super().__init__()
@@ -150,6 +152,7 @@ class EncodedMultiCategorize(Categorize):
 class RegressionSetup(Transform):
     """Numbers -> a float tensor; `c` (number of outputs) is found from the training items."""
     loss_type = MSELossFlat
+    _recipe_state = ('c',)
 
     def __init__(self, c: int | None = None):
         super().__init__()

@@ -125,6 +125,7 @@ class DataBlock:
 
 class _Getter(ItemTransform):
     """A getter (get_x/get_y/...) applied to the whole item, even when the item is a tuple."""
+    is_getter = True  # reads raw items only: an export may leave it out, inference starts from the item
 
     def __init__(self, f: Callable):
         super().__init__()

@@ -1,6 +1,8 @@
 """Loss functions that flatten predictions and targets, and know their activation and decoding."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +12,11 @@ __all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELoss
 
 class BaseLoss:
     """Wrap a torch loss so (B, ..., C) predictions and (B, ...) targets are flattened first."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> BaseLoss:
+        self = super().__new__(cls)
+        self._init_args = (args, kwargs)  # what built it, so an export can write a recipe instead of a pickle
+        return self
 
     def __init__(self, loss_cls: type[nn.Module], *args, axis: int = -1, flatten: bool = True,
                  floatify: bool = False, is_2d: bool = True, **kwargs):

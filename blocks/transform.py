@@ -123,9 +123,16 @@ class Transform(metaclass=_TransformMeta):
     """
     order: int = 0
     split_idx: int | None = None
+    _recipe_state: tuple[str, ...] = ()  # attributes `setup` fills in, kept by an export's recipe
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Transform:
+        self = super().__new__(cls)
+        self._init_args = (args, kwargs)  # what built it, so an export can write a recipe instead of a pickle
+        return self
 
     def __init__(self, enc: Callable | None = None, dec: Callable | None = None,
                  split_idx: int | None = None, order: int | None = None):
+        self.func = enc if enc is not None else dec
         if split_idx is not None:
             self.split_idx = split_idx
         if order is not None:

@@ -17,6 +17,7 @@ from callbacks.progress import ProgressCallback
 from callbacks.recorder import Recorder
 from callbacks.train_eval import TrainEvalCallback
 from learner.callback_host import CallbackHost, listify
+from learner.export import ExportMixin
 from learner.fit import FitMixin
 from learner.lr_find import LRFindMixin
 from learner.metrics import as_metric
@@ -27,7 +28,7 @@ __all__ = ['Learner', 'default_callbacks']
 
 default_callbacks: tuple[type[Callback], ...] = (TrainEvalCallback, Recorder, ProgressCallback)
 
-class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin):
+class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin, ExportMixin):
     """Trains `model` on `dls` with `loss_func` and `opt_func`, calling each callback at each event."""
 
     def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
@@ -48,6 +49,7 @@ class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin):
         self.model_dir = Path(model_dir)
         self.metrics = [as_metric(m) for m in listify(metrics)]
         self.opt: Optimizer | None = None
+        self.model_recipe: dict | None = None  # how `export` says to rebuild the model (vision_learner sets it)
         self.logger: Callable = print
         self.training, self.epoch, self.n_epoch, self.start_epoch = False, 0, 1, 0
         self.iter, self.n_iter, self.train_iter, self.pct_train = 0, 0, 0, 0.0

@@ -80,10 +80,12 @@ class PredictMixin:
         # valid set's first target (encoding a label only, no input is loaded) and decode through its pipeline.
         ds = self.dls.valid.dataset
         tls, n_inp = getattr(ds, 'tls', None), getattr(ds, 'n_inp', 1)
-        if tls is None or len(tls) <= n_inp or len(ds) == 0:
+        if tls is None or len(tls) <= n_inp:
             return t
         tl = tls[n_inp]
-        typ = type(tl[0])
+        # With no items (a learner from load_learner) the type is what the last encoding transform returns.
+        typ = type(tl[0]) if len(ds) else next((ret for f in reversed(tl.tfms.fs)
+                                                 for _, ret in f._encodes.funcs.values() if ret is not None), object)
         if isinstance(t, torch.Tensor) and issubclass(typ, torch.Tensor) and type(t) is not typ:
             t = t.as_subclass(typ)
         return tl.decode(t)

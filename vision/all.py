@@ -45,6 +45,7 @@ from callbacks.terminate import *
 from callbacks.tracker import *
 from callbacks.train_eval import *
 from learner.callback_host import *
+from learner.export import *
 from learner.fit import *
 from learner.interpret import *
 from learner.learner import *

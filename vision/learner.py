@@ -7,6 +7,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch.nn as nn
 
+from blocks.recipe import RecipeError
+from learner.export import model_recipe
 from learner.learner import Learner
 from learner.optimizer import Adam
 
@@ -45,6 +47,14 @@ def vision_learner(dls: Any, arch: Arch, normalize: bool = True, n_out: int | No
     learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr,
                     splitter=meta['split'] if splitter is None else splitter, cbs=cbs, metrics=metrics, path=path,
                     model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias, train_bn=train_bn, moms=moms)
+    try:
+        # The weights travel in the export; the recipe rebuilds the same shapes with no download.
+        learn.model_recipe = model_recipe(create_vision_model, arch=arch, n_out=n_out, pretrained=False, cut=cut,
+                                          n_in=n_in, init=None, custom_head=custom_head, concat_pool=concat_pool,
+                                          lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn, bn_final=bn_final,
+                                          lin_first=lin_first, y_range=y_range)
+    except RecipeError:
+        learn.model_recipe = None  # a custom head or cut from __main__: load_learner(..., model=...) rebuilds it
     if has_weights:
         learn.freeze()
     return learn

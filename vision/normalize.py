@@ -50,6 +50,7 @@ class Normalize(Transform):
     """Subtract `mean` and divide by `std` along the axes not in `axes`; float image batches only; decodes undoes it.
     Stats move to the batch's device and dtype once and are cached."""
     order = 99
+    _recipe_state = ('mean', 'std')
 
     def __init__(self, mean: Stats | None = None, std: Stats | None = None, axes: tuple[int, ...] = (0, 2, 3)):
         super().__init__()
