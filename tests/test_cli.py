@@ -25,12 +25,33 @@ def test_train_on_folders_saves_plots(fashion, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert 'Minimum/10:' in out and 'steepest point:' in out and 'error_rate' in out
-    assert (tmp_path / 'out' / 'lr_find.png').exists() and (tmp_path / 'out' / 'loss.png').exists()
+    assert 'Confusion matrix (validation set):' in out and 'predicted' in out and 'Most confused' in out
+    for name in ('lr_find.png', 'loss.png', 'confusion_matrix.png', 'model.pkl'):
+        assert (tmp_path / 'out' / name).stat().st_size > 0, name
+    images = sorted((tmp_path / 'data' / 'valid' / 'bag').glob('*.png'))[:2]
+    assert main(['predict', str(tmp_path / 'out' / 'model.pkl'), *map(str, images)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line, img in zip(lines, images):
+        name, label, prob = line.split()
+        assert name == str(img) and label in ('bag', 'trouser') and 0.5 <= float(prob) <= 1
+    # failure modes of predict, each one line on stderr and exit 1
+    bad = tmp_path / 'bad.pkl'
+    bad.write_bytes(b'not a model')
+    for args, says in ((['predict', str(tmp_path / 'nope.pkl'), str(images[0])], 'no export at'),
+                       (['predict', str(bad), str(images[0])], 'bad.pkl'),
+                       (['predict', str(tmp_path / 'out' / 'model.pkl'), str(tmp_path / 'missing.png')],
+                        "image '"),
+                       (['predict', str(tmp_path / 'out' / 'model.pkl'), str(bad)], 'bad.pkl')):
+        assert main(args) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and says in err and err.count('\n') == 1, err
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):
     for args in (['summary', str(tmp_path / 'missing')], ['train', str(tmp_path), '--arch', 'resnet9000'],
-                 ['summary', str(tmp_path)]):
+                 ['summary', str(tmp_path)], ['train', str(tmp_path), '--lr', 'fast'], ['predict', str(tmp_path)],
+                 ['predict', str(tmp_path / 'model.pkl'), str(tmp_path / 'x.jpg')]):
         res = subprocess.run([sys.executable, '-m', 'vision', *args], capture_output=True, text=True)
-        assert res.returncode == 1, res.stderr
-        assert res.stderr.startswith('error: ') and 'Traceback' not in res.stderr
+        assert res.returncode in (1, 2), res.stderr  # 2: the arguments themselves (argparse's convention)
+        assert res.stderr.startswith('error: ') and res.stderr.count('\n') == 1, res.stderr

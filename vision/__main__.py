@@ -1,7 +1,8 @@
-"""Command line: `python -m vision summary|train PATH ...` — the workflow without writing code."""
+"""Command line: `python -m vision summary|train PATH ...` and `predict MODEL IMAGE...` — the workflow without code."""
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -12,14 +13,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
+    except (ValueError, KeyError, OSError, RuntimeError, pickle.UnpicklingError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f'error: {message}', file=sys.stderr)
         return 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit status 2), like every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f'error: {message} (see {self.prog} -h)\n')
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m vision', description='Image classification with blocklearn.')
+    p = _Parser(prog='python -m vision', description='Image classification with blocklearn.')
     sub = p.add_subparsers(required=True, metavar='COMMAND')
     s = sub.add_parser('summary', help='build the DataBlock on PATH and explain each step')
     _data_args(s)
@@ -32,8 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--lr', default='auto', help="learning rate, or 'auto' for lr_find's valley suggestion")
     t.add_argument('--pretrained', action='store_true', help="ImageNet weights from torchvision's cache")
     t.add_argument('--weights', type=Path, default=None, help='a local state_dict for the architecture')
-    t.add_argument('--out', type=Path, default=Path('out'), help='folder for the plots (default out/)')
+    t.add_argument('--out', type=Path, default=Path('out'),
+                   help='folder for the plots and the exported model.pkl (default out/)')
     t.set_defaults(run=_train)
+    pr = sub.add_parser('predict', help='label and probability of each IMAGE with an exported MODEL')
+    pr.add_argument('model', type=Path, help="the model.pkl that 'train' (or learn.export) wrote")
+    pr.add_argument('images', type=Path, nargs='+', metavar='IMAGE', help='image files to label')
+    pr.set_defaults(run=_predict)
     return p
 
 
@@ -114,7 +127,47 @@ def _train(args: argparse.Namespace) -> int:
     learn.recorder.plot_loss()
     plt.savefig(args.out / 'loss.png', bbox_inches='tight')
     plt.close('all')
-    print(f'Saved {args.out / "lr_find.png"} and {args.out / "loss.png"}')
+    _report(learn, args.out)
+    learn.path = args.out
+    model = learn.export('model.pkl')
+    print(f'Saved {args.out / "lr_find.png"}, {args.out / "loss.png"}, {args.out / "confusion_matrix.png"}')
+    print(f'Exported {model}: python -m vision predict {model} IMAGE...')
+    return 0
+
+
+def _report(learn, out: Path) -> None:
+    """Print the validation confusion matrix and most confused pairs; save the matrix plot."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from learner.interpret import ClassificationInterpretation
+    interp = ClassificationInterpretation.from_learner(learn)
+    vocab = [str(v) for v in learn.dls.vocab]
+    cm = pd.DataFrame(interp.confusion_matrix(), index=vocab, columns=vocab)
+    cm.index.name, cm.columns.name = 'actual', 'predicted'
+    print('\nConfusion matrix (validation set):')
+    print(cm.to_string())
+    confused = interp.most_confused()
+    print('Most confused (actual, predicted, count):' if confused else 'Most confused: none, every item was right.')
+    for actual, predicted, n in confused[:10]:
+        print(f'  {actual} -> {predicted}: {n}')
+    interp.plot_confusion_matrix()
+    plt.savefig(out / 'confusion_matrix.png', bbox_inches='tight')
+    plt.close('all')
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from learner.export import load_learner
+    learn = load_learner(args.model)
+    width = max(len(str(f)) for f in args.images)
+    for f in args.images:
+        if not f.is_file():
+            raise FileNotFoundError(f"image '{f}' not found (nothing was predicted after it).")
+        label, idx, probs = learn.predict(f)
+        if idx.numel() == 1:
+            print(f'{str(f):<{width}}  {label}  {float(probs[int(idx)]):.3f}')
+        else:  # a multi-label model: every label over the threshold, with the top probability
+            print(f'{str(f):<{width}}  {";".join(map(str, label)) or "(none)"}  {float(probs.max()):.3f}')
     return 0
 
 
