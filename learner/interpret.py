@@ -1,6 +1,8 @@
-"""Interpreting a trained model: top losses, confusion matrix, most confused pairs, per-class report."""
+"""Interpreting a trained model: top losses, confusion matrix, most confused pairs, per-class report, and the
+lesson-1 views (random, most confident, most uncertain predictions)."""
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,8 @@ class Interpretation:
 
 
 class ClassificationInterpretation(Interpretation):
-    """Views for single-label classification: confusion matrix, most confused pairs, classification report."""
+    """Views for single-label classification: confusion matrix, most confused pairs, classification report, and
+    random / most confident / most uncertain predictions (each returns indices; its `plot_*` twin draws them)."""
 
     def __init__(self, learn: Any, dl: Any, inputs: Any, preds: torch.Tensor, targs: torch.Tensor,
                  decoded: torch.Tensor, losses: torch.Tensor):
@@ -91,14 +94,99 @@ class ClassificationInterpretation(Interpretation):
                         figsize: tuple | None = None, **kwargs) -> Any:
         """Show the `k` worst (or best) items, titled `pred/actual / loss / prob of the predicted class`."""
         losses, idx = self.top_losses(k, largest=largest)
-        fig, axs = get_grid(len(idx), nrows=nrows, figsize=figsize, return_fig=True)
-        inputs = self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
-        for ax, loss, i in zip(axs, losses, idx.tolist()):
-            sample = self._decoded_input(tuple(x[i:i + 1] for x in inputs))
-            show_sample(sample, ctx=ax, **kwargs)
-            pred, actual = int(self.decoded[i]), int(self.targs[i])
-            ax.set_title(f'{self.vocab[pred]}/{self.vocab[actual]} / {float(loss):.2f} / '
-                         f'{float(self.preds[i, pred]):.2f}')
+        titles = [f'{self.vocab[int(self.decoded[i])]}/{self.vocab[int(self.targs[i])]} / {float(loss):.2f} / '
+                  f'{float(self.preds[i, int(self.decoded[i])]):.2f}' for loss, i in zip(losses, idx.tolist())]
+        return self._plot_items(idx, titles, nrows=nrows, figsize=figsize, **kwargs)
+
+    # -- lesson-1 views: random, most confident and most uncertain predictions ---------------------------
+    def random_predictions(self, k: int = 4, correct: bool = True, seed: int | None = None) -> torch.Tensor:
+        """Indices (ascending) of up to `k` random items predicted right (`correct`) or wrong; `seed` repeats a draw."""
+        pool = torch.nonzero(self._is_correct() == correct).flatten()
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        return pool[torch.randperm(len(pool), generator=g)[:max(k, 0)]].sort().values
+
+    def plot_random(self, k: int = 4, correct: bool = True, seed: int | None = None, **kwargs) -> Any:
+        """Draw `random_predictions(k, correct, seed)` titled `actual / predicted / prob`; returns the figure."""
+        idx = self.random_predictions(k, correct, seed)
+        what = 'correct' if correct else 'incorrect'
+        return self._plot_view(idx, f'Random {what} predictions', f'No {what} predictions to show.', **kwargs)
+
+    def most_confident(self, label: str | int, k: int = 4, correct: bool = True) -> torch.Tensor:
+        """Indices of up to `k` items whose actual class is `label` (a vocab entry or its index).
+
+        `correct`: the ones predicted right, highest probability of `label` first; else the ones predicted wrong,
+        most confident wrong prediction first."""
+        c = self._class_index(label)
+        is_c = self._targ_idx() == c
+        if correct:
+            pool, conf = is_c & self._is_correct(), self.preds[:, c]
+        else:
+            pool, conf = is_c & ~self._is_correct(), self._pred_prob()
+        return _top(pool, conf, k, largest=True)
+
+    def plot_most_confident(self, label: str | int, k: int = 4, correct: bool = True, **kwargs) -> Any:
+        """Draw `most_confident(label, k, correct)` titled `actual / predicted / prob`; returns the figure."""
+        idx = self.most_confident(label, k, correct)
+        name = self.vocab[self._class_index(label)]
+        what = 'correct' if correct else 'incorrect'
+        empty = f'No {name} item was predicted {"right" if correct else "wrong"}.'
+        return self._plot_view(idx, f'Most confident {what}: {name}', empty, **kwargs)
+
+    def most_uncertain(self, k: int = 4) -> torch.Tensor:
+        """Indices of the `k` items with the smallest margin between their top two class probabilities.
+
+        With two classes that is the probability nearest 0.5."""
+        if self.preds.shape[-1] < 2:
+            raise ValueError('most_uncertain needs predictions over at least two classes.')
+        top2 = self.preds.float().cpu().topk(2, dim=1).values
+        return _top(torch.ones(len(top2), dtype=torch.bool), top2[:, 0] - top2[:, 1], k, largest=False)
+
+    def plot_most_uncertain(self, k: int = 4, **kwargs) -> Any:
+        """Draw `most_uncertain(k)` titled `actual / predicted / prob`; returns the figure."""
+        return self._plot_view(self.most_uncertain(k), 'Most uncertain predictions', 'No predictions to show.',
+                               **kwargs)
+
+    def _is_correct(self) -> torch.Tensor:
+        return self._targ_idx() == self._dec_idx()
+
+    def _targ_idx(self) -> torch.Tensor:
+        return _plain_long(self.targs)
+
+    def _dec_idx(self) -> torch.Tensor:
+        return _plain_long(self.decoded)
+
+    def _pred_prob(self) -> torch.Tensor:
+        """The probability each item's predicted class got."""
+        return self.preds.float().cpu().gather(1, self._dec_idx()[:, None]).flatten()
+
+    def _class_index(self, label: str | int) -> int:
+        if isinstance(label, str):
+            if label in self.vocab:
+                return self.vocab.index(label)
+            close = difflib.get_close_matches(label, self.vocab, n=1)
+            hint = f' Did you mean {close[0]!r}?' if close else ''
+            raise ValueError(f'Unknown label {label!r}: it is not in the vocab {self.vocab}.{hint}')
+        i = int(label)
+        if not 0 <= i < len(self.vocab):
+            raise ValueError(f'Label index {i} is out of range: the vocab has {len(self.vocab)} classes {self.vocab}.')
+        return i
+
+    def _plot_view(self, idx: torch.Tensor, title: str, empty: str, **kwargs) -> Any:
+        # An empty view still draws a figure: its title says why nothing is shown.
+        dec, targs, probs = self.decoded, self.targs, self._pred_prob()
+        titles = [f'{self.vocab[int(targs[i])]} / {self.vocab[int(dec[i])]} / {float(probs[i]):.2f}'
+                  for i in idx.tolist()]
+        return self._plot_items(idx, titles, suptitle=title if len(idx) else empty, **kwargs)
+
+    def _plot_items(self, idx: torch.Tensor, titles: list[str], nrows: int | None = None,
+                    figsize: tuple | None = None, suptitle: str | None = None, **kwargs) -> Any:
+        """One cell per item of `idx`: its decoded input, titled with `titles`; returns the figure."""
+        fig, axs = get_grid(len(idx), nrows=nrows, figsize=figsize, title=suptitle, return_fig=True)
+        inputs = () if self.inputs is None else self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
+        for ax, i, title in zip(axs, idx.tolist(), titles):
+            if inputs:  # an interpretation built from predictions alone has titles only
+                show_sample(self._decoded_input(tuple(x[i:i + 1] for x in inputs)), ctx=ax, **kwargs)
+            ax.set_title(title)
         return fig
 
     def _decoded_input(self, xb: tuple) -> tuple:
@@ -139,3 +227,15 @@ class ClassificationInterpretation(Interpretation):
                          f"{r['support']:>9d}")
         print('\n'.join(lines))
         return report
+
+
+def _top(pool: torch.Tensor, score: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
+    """Indices of up to `k` items of the boolean `pool`, by `score` (ties keep item order)."""
+    cand = torch.nonzero(pool).flatten()
+    order = score.as_subclass(torch.Tensor).float().cpu()[cand].sort(descending=largest, stable=True).indices
+    return cand[order[:max(k, 0)]]
+
+
+def _plain_long(t: Any) -> torch.Tensor:
+    # Plain tensors out: indices typed TensorCategory would print and index like labels.
+    return torch.as_tensor(t).as_subclass(torch.Tensor).long().flatten().cpu()

@@ -1,4 +1,4 @@
-"""Inference as Learner methods: `get_preds` over a loader and `predict` on one item."""
+"""Inference as Learner methods: `get_preds` over a loader and `predict` on one item (with `tta`, `show_results`)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
@@ -6,11 +6,15 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
+from learner.show_results import ShowResultsMixin
+from learner.tta import TTAMixin
+
 __all__ = ['PredictMixin']
 
 
-class PredictMixin:
-    """`get_preds` (predictions, targets, decoded, per-item losses) and `predict` (one item to its label)."""
+class PredictMixin(TTAMixin, ShowResultsMixin):
+    """`get_preds` (predictions, targets, decoded, per-item losses), `predict` (one item to its label), and through
+    the mixins `tta` and `show_results`."""
     dls: Any
     model: nn.Module
     loss_func: Callable

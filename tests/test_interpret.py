@@ -123,3 +123,95 @@ def test_plots_make_figures(interp_learn):
     assert float(loss) == pytest.approx(float(interp.top_losses(1)[0][0]), abs=0.01) and 0 <= float(prob) <= 1
     assert fig.axes[0].images  # the decoded input image is drawn
     plt.close(fig)
+
+
+def interp_from_preds(preds: list, targs: list, vocab=('a', 'b', 'c')) -> ClassificationInterpretation:
+    preds, targs = torch.tensor(preds), torch.tensor(targs)
+    interp = ClassificationInterpretation(_Learn(), None, None, preds, targs, preds.argmax(1), torch.zeros(len(targs)))
+    interp.vocab = list(vocab)
+    return interp
+
+
+#                actual a: right .6, right .9, wrong (c .7), wrong (b .5); actual b: right .8; actual c: wrong (a .4)
+PREDS = [[.6, .3, .1], [.9, .05, .05], [.2, .1, .7], [.3, .5, .2], [.1, .8, .1], [.4, .3, .3]]
+TARGS = [0, 0, 0, 0, 1, 2]
+
+
+def test_most_confident_correct_ranks_by_probability_of_the_actual_class():
+    interp = interp_from_preds(PREDS, TARGS)
+    assert interp.most_confident('a').tolist() == [1, 0]
+    assert interp.most_confident(0, k=1).tolist() == [1]
+    assert interp.most_confident('b').tolist() == [4]
+    assert interp.most_confident('c').tolist() == []
+    assert type(interp.most_confident('a')) is torch.Tensor
+
+
+def test_most_confident_incorrect_ranks_by_confidence_of_the_wrong_prediction():
+    interp = interp_from_preds(PREDS, TARGS)
+    assert interp.most_confident('a', correct=False).tolist() == [2, 3]
+    assert interp.most_confident('c', correct=False).tolist() == [5]
+    assert interp.most_confident('b', correct=False).tolist() == []
+
+
+def test_most_confident_unknown_label_names_the_vocab():
+    interp = interp_from_preds(PREDS, TARGS, vocab=('Birman', 'Ragdoll', 'Siamese'))
+    with pytest.raises(ValueError, match=r"Unknown label 'siamese'.*\['Birman', 'Ragdoll', 'Siamese'\].*'Siamese'"):
+        interp.most_confident('siamese')
+    with pytest.raises(ValueError, match='out of range.*3 classes'):
+        interp.most_confident(3)
+
+
+def test_most_uncertain_smallest_margin_first():
+    # margins: .3, .85, .5, .2, .7, .1
+    interp = interp_from_preds(PREDS, TARGS)
+    assert interp.most_uncertain(3).tolist() == [5, 3, 0]
+    assert len(interp.most_uncertain(10)) == len(TARGS)
+    # two classes: the probability nearest 0.5 first
+    two = interp_from_preds([[.9, .1], [.45, .55], [.3, .7], [.62, .38]], [0, 1, 1, 0], vocab=('cat', 'dog'))
+    assert two.most_uncertain(4).tolist() == [1, 3, 2, 0]
+
+
+def test_random_predictions_pick_right_or_wrong_items_repeatably():
+    interp = interp_from_preds(PREDS, TARGS)
+    right, wrong = {0, 1, 4}, {2, 3, 5}
+    idx = interp.random_predictions(2, seed=3)
+    assert len(idx) == 2 and set(idx.tolist()) <= right and idx.tolist() == sorted(idx.tolist())
+    assert torch.equal(idx, interp.random_predictions(2, seed=3))
+    assert set(interp.random_predictions(10, correct=False).tolist()) == wrong
+    draws = {tuple(interp.random_predictions(1, seed=s).tolist()) for s in range(20)}
+    assert draws == {(0,), (1,), (4,)}
+
+
+def test_empty_views_plot_a_message_instead_of_failing():
+    interp = interp_from_preds([[.9, .1], [.2, .8]], [0, 1], vocab=('cat', 'dog'))
+    assert interp.random_predictions(correct=False).tolist() == []
+    fig = interp.plot_random(correct=False)
+    assert fig._suptitle.get_text() == 'No incorrect predictions to show.'
+    plt.close(fig)
+    fig = interp.plot_most_confident('dog', correct=False)
+    assert fig._suptitle.get_text() == 'No dog item was predicted wrong.'
+    plt.close(fig)
+
+
+def test_lesson1_views_plot_from_stored_predictions(interp_learn):
+    interp, learn = interp_learn
+    calls = learn.model.calls
+    targs, dec = interp.targs.as_subclass(torch.Tensor), interp.decoded.as_subclass(torch.Tensor)
+    right, wrong = [interp.vocab[int(targs[(dec == targs) == ok].mode().values)] for ok in (True, False)]
+    figs = [interp.plot_random(3, seed=0), interp.plot_random(2, correct=False, seed=0),
+            interp.plot_most_confident(right, 2), interp.plot_most_confident(wrong, 2, correct=False),
+            interp.plot_most_uncertain(4)]
+    views = [interp.random_predictions(3, seed=0), interp.random_predictions(2, correct=False, seed=0),
+             interp.most_confident(right, 2), interp.most_confident(wrong, 2, correct=False), interp.most_uncertain(4)]
+    assert all(len(v) for v in views)
+    assert learn.model.calls == calls  # every view reuses the predictions of from_learner
+    probs = interp.preds.gather(1, dec.long()[:, None]).flatten()
+    for fig, idx in zip(figs, views):
+        titled = [ax for ax in fig.axes if ax.get_title()]
+        assert len(titled) == len(idx)
+        for ax, i in zip(titled, idx.tolist()):
+            actual, pred, prob = ax.get_title().split(' / ')
+            assert actual == interp.vocab[int(interp.targs[i])] and pred == interp.vocab[int(interp.decoded[i])]
+            assert float(prob) == pytest.approx(float(probs[i]), abs=0.006)
+            assert ax.images
+        plt.close(fig)

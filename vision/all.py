@@ -54,6 +54,8 @@ from learner.metrics import *
 from learner.optimizer import *
 from learner.predict import *
 from learner.schedules import *
+from learner.show_results import *
+from learner.tta import *
 from vision.augment import *
 from vision.block import *
 from vision.core import *
