@@ -44,12 +44,18 @@ class TrackerCallback(Callback):
 
 
 class SaveModelCallback(TrackerCallback):
-    """Save the model whenever `monitor` improves (and load the best at the end), or every epoch."""
+    """Save the model whenever `monitor` improves (and load the best at the end), or every epoch.
+
+    `every_epoch=True` (or n: every n-th epoch) writes checkpoints `{fname}_{epoch}` to resume from: after
+    `learn.load('model_1')`, `learn.fit_one_cycle(n, start_epoch=2)` finishes the run `fit_one_cycle(n)` began.
+    `with_opt` defaults to True for those (resuming needs the optimizer's moments and step counts) and to
+    False for best-model saves, as in fastai."""
 
     def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
                  fname: str = 'model', every_epoch: bool | int = False, at_end: bool = False,
-                 with_opt: bool = False, reset_on_fit: bool = True):
+                 with_opt: bool | None = None, reset_on_fit: bool = True):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
+        with_opt = bool(every_epoch) if with_opt is None else with_opt
         self.fname, self.every_epoch, self.at_end, self.with_opt = fname, every_epoch, at_end, with_opt
         self.saved = False
 
@@ -73,7 +79,8 @@ class SaveModelCallback(TrackerCallback):
         if self.at_end:
             self.learn.save(self.fname, with_opt=self.with_opt)
         elif self.saved:
-            self.learn.load(self.fname, with_opt=self.with_opt)
+            # The best weights, not the random numbers of that epoch: rewinding them would replay its draws.
+            self.learn.load(self.fname, with_opt=self.with_opt, with_rng=False)
 
 
 class EarlyStoppingCallback(TrackerCallback):

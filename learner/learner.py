@@ -1,14 +1,14 @@
 """Learner: the training loop, its events and callbacks, the optimizer's groups, save and load."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
 
+from blocks.rng import get_rng_state, set_rng_state
+from blocks.safe_io import atomic_save, safe_load
 from blocks.tensors import as_plain
 from callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                             CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
@@ -196,37 +196,43 @@ class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin, ExportMixin):
         return self.path / self.model_dir / f'{name}.pth'
 
     def save(self, name: str | Path, with_opt: bool = True) -> Path:
-        """Save the model's (and optimizer's) state to `path/model_dir/name.pth`, atomically."""
+        """Save a checkpoint to `path/model_dir/name.pth`, atomically: a crash mid-save keeps the previous file.
+
+        It holds 'model' (the state dict), 'opt' with `with_opt` (moments, step counts, per-group hypers,
+        frozen groups), 'epoch' (`learn.epoch`: the epoch just finished when saved from `after_epoch`) and
+        'rng' (torch, CUDA, numpy and `random` states): tensors and plain data only, read back with
+        weights_only=True. See `load` for resuming."""
         file = self.model_file(name)
         file.parent.mkdir(parents=True, exist_ok=True)
-        state = {'model': self.model.state_dict()}
+        state = {'model': self.model.state_dict(), 'epoch': self.epoch, 'rng': get_rng_state()}
         if with_opt and self.opt is not None:
             state['opt'] = self.opt.state_dict()
-        # Written beside the target and renamed over it: a crash never leaves a half-written file.
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f'.{file.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                torch.save(state, f)
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return file
+        return atomic_save(state, file)
 
     def load(self, name: str | Path, device: torch.device | str | None = None, with_opt: bool = True,
-             strict: bool = True) -> Learner:
-        """Load what `save(name)` wrote (weights only: no code is unpickled)."""
+             strict: bool = True, with_rng: bool = True) -> Learner:
+        """Load what `save(name)` wrote; no code is unpickled (a file that would run code raises UnsafeFileError).
+
+        Restores the weights, the optimizer with `with_opt` and the RNG states with `with_rng`, each if the file
+        has it (files holding only 'model' and 'opt' load too). Restoring the RNGs is what makes a resumed run
+        shuffle, drop out and augment as the uninterrupted one would have, so after
+        `SaveModelCallback(every_epoch=True)` wrote `model_1`, `learn.load('model_1')` then
+        `learn.fit_one_cycle(3, start_epoch=2)` ends with the weights `fit_one_cycle(3)` would have given.
+        Pass with_rng=False to load weights without rewinding this process's random numbers."""
         file = self.model_file(name)
         if not file.exists():
             raise FileNotFoundError(f"No saved model at {file}: call learn.save({str(name)!r}) first, "
                                     f"or check learn.path ({self.path}) and model_dir ({self.model_dir}).")
         device = device if device is not None else (_model_device(self.model) or 'cpu')
-        state = torch.load(file, map_location=device, weights_only=True)
-        self.model.load_state_dict(state['model'], strict=strict)
+        state = safe_load(file, map_location=device)
+        # fastai's convention: a file without 'model' is a bare state dict, e.g. torch.save(model.state_dict()).
+        self.model.load_state_dict(state['model'] if 'model' in state else state, strict=strict)
         if with_opt and 'opt' in state:
             if self.opt is None:
                 self.create_opt()
             self.opt.load_state_dict(state['opt'])
+        if with_rng and 'rng' in state:
+            set_rng_state(state['rng'])
         return self
 
 

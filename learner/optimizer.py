@@ -121,12 +121,16 @@ class Optimizer:
         self.torch_opt.state.clear()
 
     def state_dict(self) -> dict:
-        """The torch optimizer's state dict (hyper-parameters included)."""
-        return self.torch_opt.state_dict()
+        """The torch optimizer's state dict (moments, step counts, per-group hypers) and `frozen_idx`."""
+        return {**self.torch_opt.state_dict(), 'frozen_idx': self.frozen_idx}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned."""
+        """Restore what `state_dict` returned, freezing the same groups (a plain torch state dict works too)."""
+        state = dict(state)
+        frozen_idx = state.pop('frozen_idx', None)
         self.torch_opt.load_state_dict(state)
+        if frozen_idx is not None:
+            self.freeze_to(frozen_idx)
 
     def _names(self) -> list[str]:
         g = self.torch_opt.param_groups[0]

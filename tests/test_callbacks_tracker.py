@@ -63,3 +63,14 @@ def test_csv_logger_writes_the_table(tmp_path):
     with quiet(learn):
         learn.fit(1, cbs=CSVLogger(append=True))
     assert len(list(csv.reader(open(tmp_path / 'history.csv')))) == 4
+
+
+def test_with_opt_defaults_to_what_each_save_is_for(tmp_path):
+    learn = synth_learner(path=tmp_path, lr=0.05)
+    with quiet(learn):
+        learn.fit(2, cbs=[SaveModelCallback(fname='best'), SaveModelCallback(every_epoch=True, fname='ep')])
+    best = torch.load(tmp_path / 'models' / 'best.pth', weights_only=True)
+    ep = torch.load(tmp_path / 'models' / 'ep_1.pth', weights_only=True)
+    assert 'opt' not in best                       # the best weights, as fastai saves them
+    assert 'opt' in ep and ep['epoch'] == 1        # a checkpoint to resume from
+
