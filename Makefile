@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 OUT ?= out
 
-.PHONY: demo test bench
+.PHONY: demo test nbs bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,5 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
+nbs: $(STAMP)
+	$(VENV)/bin/python -m pytest tests/test_notebooks.py
+
 bench: $(STAMP)
 	$(VENV)/bin/python bench/loader.py
+	$(VENV)/bin/python bench/overhead.py
+	$(VENV)/bin/python bench/interp.py
