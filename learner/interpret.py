@@ -63,8 +63,10 @@ class ClassificationInterpretation(Interpretation):
 
     def plot_confusion_matrix(self, normalize: bool = False, title: str = 'Confusion matrix', cmap: str = 'Blues',
                               norm_dec: int = 2, plot_txt: bool = True, figsize: tuple | None = None,
-                              dpi: int | None = None, **kwargs) -> Any:
-        """Draw the confusion matrix (rows actual, columns predicted), optionally row-normalized; returns the figure."""
+                              dpi: int | None = None, return_fig: bool = False, **kwargs) -> Any:
+        """Draw the confusion matrix (rows actual, columns predicted), optionally row-normalized.
+
+        Returns the figure only with `return_fig` (a returned figure would show twice in a notebook)."""
         import matplotlib.pyplot as plt  # pyplot is slow to import and only drawing needs it
         cm = self.confusion_matrix()
         if normalize:
@@ -88,15 +90,16 @@ class ClassificationInterpretation(Interpretation):
         plt.ylabel('Actual')
         plt.xlabel('Predicted')
         plt.grid(False)
-        return fig
+        return fig if return_fig else None
 
     def plot_top_losses(self, k: int, nrows: int | None = None, largest: bool = True,
-                        figsize: tuple | None = None, **kwargs) -> Any:
+                        figsize: tuple | None = None, return_fig: bool = False, **kwargs) -> Any:
         """Show the `k` worst (or best) items, titled `pred/actual / loss / prob of the predicted class`."""
         losses, idx = self.top_losses(k, largest=largest)
         titles = [f'{self.vocab[int(self.decoded[i])]}/{self.vocab[int(self.targs[i])]} / {float(loss):.2f} / '
                   f'{float(self.preds[i, int(self.decoded[i])]):.2f}' for loss, i in zip(losses, idx.tolist())]
-        return self._plot_items(idx, titles, nrows=nrows, figsize=figsize, **kwargs)
+        fig = self._plot_items(idx, titles, nrows=nrows, figsize=figsize, **kwargs)
+        return fig if return_fig else None
 
     # -- lesson-1 views: random, most confident and most uncertain predictions ---------------------------
     def random_predictions(self, k: int = 4, correct: bool = True, seed: int | None = None) -> torch.Tensor:
@@ -105,11 +108,13 @@ class ClassificationInterpretation(Interpretation):
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         return pool[torch.randperm(len(pool), generator=g)[:max(k, 0)]].sort().values
 
-    def plot_random(self, k: int = 4, correct: bool = True, seed: int | None = None, **kwargs) -> Any:
-        """Draw `random_predictions(k, correct, seed)` titled `actual / predicted / prob`; returns the figure."""
+    def plot_random(self, k: int = 4, correct: bool = True, seed: int | None = None, return_fig: bool = False,
+                    **kwargs) -> Any:
+        """Draw `random_predictions(k, correct, seed)` titled `actual / predicted / prob` (the figure with `return_fig`)."""
         idx = self.random_predictions(k, correct, seed)
         what = 'correct' if correct else 'incorrect'
-        return self._plot_view(idx, f'Random {what} predictions', f'No {what} predictions to show.', **kwargs)
+        return self._plot_view(idx, f'Random {what} predictions', f'No {what} predictions to show.', return_fig,
+                               **kwargs)
 
     def most_confident(self, label: str | int, k: int = 4, correct: bool = True) -> torch.Tensor:
         """Indices of up to `k` items whose actual class is `label` (a vocab entry or its index).
@@ -124,13 +129,14 @@ class ClassificationInterpretation(Interpretation):
             pool, conf = is_c & ~self._is_correct(), self._pred_prob()
         return _top(pool, conf, k, largest=True)
 
-    def plot_most_confident(self, label: str | int, k: int = 4, correct: bool = True, **kwargs) -> Any:
-        """Draw `most_confident(label, k, correct)` titled `actual / predicted / prob`; returns the figure."""
+    def plot_most_confident(self, label: str | int, k: int = 4, correct: bool = True, return_fig: bool = False,
+                            **kwargs) -> Any:
+        """Draw `most_confident(label, k, correct)` titled `actual / predicted / prob` (the figure with `return_fig`)."""
         idx = self.most_confident(label, k, correct)
         name = self.vocab[self._class_index(label)]
         what = 'correct' if correct else 'incorrect'
         empty = f'No {name} item was predicted {"right" if correct else "wrong"}.'
-        return self._plot_view(idx, f'Most confident {what}: {name}', empty, **kwargs)
+        return self._plot_view(idx, f'Most confident {what}: {name}', empty, return_fig, **kwargs)
 
     def most_uncertain(self, k: int = 4) -> torch.Tensor:
         """Indices of the `k` items with the smallest margin between their top two class probabilities.
@@ -141,10 +147,10 @@ class ClassificationInterpretation(Interpretation):
         top2 = self.preds.float().cpu().topk(2, dim=1).values
         return _top(torch.ones(len(top2), dtype=torch.bool), top2[:, 0] - top2[:, 1], k, largest=False)
 
-    def plot_most_uncertain(self, k: int = 4, **kwargs) -> Any:
-        """Draw `most_uncertain(k)` titled `actual / predicted / prob`; returns the figure."""
+    def plot_most_uncertain(self, k: int = 4, return_fig: bool = False, **kwargs) -> Any:
+        """Draw `most_uncertain(k)` titled `actual / predicted / prob` (the figure with `return_fig`)."""
         return self._plot_view(self.most_uncertain(k), 'Most uncertain predictions', 'No predictions to show.',
-                               **kwargs)
+                               return_fig, **kwargs)
 
     def _is_correct(self) -> torch.Tensor:
         return self._targ_idx() == self._dec_idx()
@@ -171,12 +177,13 @@ class ClassificationInterpretation(Interpretation):
             raise ValueError(f'Label index {i} is out of range: the vocab has {len(self.vocab)} classes {self.vocab}.')
         return i
 
-    def _plot_view(self, idx: torch.Tensor, title: str, empty: str, **kwargs) -> Any:
+    def _plot_view(self, idx: torch.Tensor, title: str, empty: str, return_fig: bool, **kwargs) -> Any:
         # An empty view still draws a figure: its title says why nothing is shown.
         dec, targs, probs = self.decoded, self.targs, self._pred_prob()
         titles = [f'{self.vocab[int(targs[i])]} / {self.vocab[int(dec[i])]} / {float(probs[i]):.2f}'
                   for i in idx.tolist()]
-        return self._plot_items(idx, titles, suptitle=title if len(idx) else empty, **kwargs)
+        fig = self._plot_items(idx, titles, suptitle=title if len(idx) else empty, **kwargs)
+        return fig if return_fig else None
 
     def _plot_items(self, idx: torch.Tensor, titles: list[str], nrows: int | None = None,
                     figsize: tuple | None = None, suptitle: str | None = None, **kwargs) -> Any:

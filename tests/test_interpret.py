@@ -112,10 +112,10 @@ def test_from_learner_runs_inference_once(interp_learn):
 
 def test_plots_make_figures(interp_learn):
     interp, _ = interp_learn
-    fig = interp.plot_confusion_matrix(normalize=True, figsize=(4, 4), dpi=50)
+    fig = interp.plot_confusion_matrix(normalize=True, figsize=(4, 4), dpi=50, return_fig=True)
     assert fig.axes and len(fig.axes[0].texts) == 25
     plt.close(fig)
-    fig = interp.plot_top_losses(4, nrows=2)
+    fig = interp.plot_top_losses(4, nrows=2, return_fig=True)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 4
     pred_actual, loss, prob = titles[0].split(' / ')
@@ -185,10 +185,10 @@ def test_random_predictions_pick_right_or_wrong_items_repeatably():
 def test_empty_views_plot_a_message_instead_of_failing():
     interp = interp_from_preds([[.9, .1], [.2, .8]], [0, 1], vocab=('cat', 'dog'))
     assert interp.random_predictions(correct=False).tolist() == []
-    fig = interp.plot_random(correct=False)
+    fig = interp.plot_random(correct=False, return_fig=True)
     assert fig._suptitle.get_text() == 'No incorrect predictions to show.'
     plt.close(fig)
-    fig = interp.plot_most_confident('dog', correct=False)
+    fig = interp.plot_most_confident('dog', correct=False, return_fig=True)
     assert fig._suptitle.get_text() == 'No dog item was predicted wrong.'
     plt.close(fig)
 
@@ -198,9 +198,10 @@ def test_lesson1_views_plot_from_stored_predictions(interp_learn):
     calls = learn.model.calls
     targs, dec = interp.targs.as_subclass(torch.Tensor), interp.decoded.as_subclass(torch.Tensor)
     right, wrong = [interp.vocab[int(targs[(dec == targs) == ok].mode().values)] for ok in (True, False)]
-    figs = [interp.plot_random(3, seed=0), interp.plot_random(2, correct=False, seed=0),
-            interp.plot_most_confident(right, 2), interp.plot_most_confident(wrong, 2, correct=False),
-            interp.plot_most_uncertain(4)]
+    figs = [interp.plot_random(3, seed=0, return_fig=True), interp.plot_random(2, correct=False, seed=0, return_fig=True),
+            interp.plot_most_confident(right, 2, return_fig=True),
+            interp.plot_most_confident(wrong, 2, correct=False, return_fig=True), interp.plot_most_uncertain(4, return_fig=True)]
+    assert interp.plot_most_uncertain(4) is None  # a notebook shows the figure once, not once more as the result
     views = [interp.random_predictions(3, seed=0), interp.random_predictions(2, correct=False, seed=0),
              interp.most_confident(right, 2), interp.most_confident(wrong, 2, correct=False), interp.most_uncertain(4)]
     assert all(len(v) for v in views)
