@@ -40,10 +40,10 @@ class ForwardCounter:
 
 
 def _blocklearn_learner():
-    from learner.interpret import ClassificationInterpretation
-    from vision.data import ImageDataLoaders, get_image_files
-    from vision.learner import vision_learner
-    from vision.resize import Resize
+    from blocklearn.learner.interpret import ClassificationInterpretation
+    from blocklearn.vision.data import ImageDataLoaders, get_image_files
+    from blocklearn.vision.learner import vision_learner
+    from blocklearn.vision.resize import Resize
     from torchvision.models import resnet18
     dls = ImageDataLoaders.from_name_re(PHOTOS, get_image_files(PHOTOS), PAT, item_tfms=Resize(64), bs=64,
                                         num_workers=0, device='cpu')

@@ -81,15 +81,15 @@ def _tree_rss(pid: int) -> int:
 
 # -- one measurement per subprocess -------------------------------------------------------------------------
 def _blocklearn_dls(path: Path, num_workers=None):
-    from blocks.block import CategoryBlock
-    from blocks.datablock import DataBlock
-    from blocks.labellers import RegexLabeller, using_attr
-    from blocks.splitters import RandomSplitter
-    from vision.augment import aug_transforms
-    from vision.block import ImageBlock
-    from vision.data import get_image_files
-    from vision.normalize import Normalize, imagenet_stats
-    from vision.resize import Resize
+    from blocklearn.blocks.block import CategoryBlock
+    from blocklearn.blocks.datablock import DataBlock
+    from blocklearn.blocks.labellers import RegexLabeller, using_attr
+    from blocklearn.blocks.splitters import RandomSplitter
+    from blocklearn.vision.augment import aug_transforms
+    from blocklearn.vision.block import ImageBlock
+    from blocklearn.vision.data import get_image_files
+    from blocklearn.vision.normalize import Normalize, imagenet_stats
+    from blocklearn.vision.resize import Resize
     pets = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, splitter=RandomSplitter(seed=42),
                      get_y=using_attr(RegexLabeller(PAT), 'name'), item_tfms=Resize(460),
                      batch_tfms=[*aug_transforms(size=224, min_scale=0.75), Normalize.from_stats(*imagenet_stats)])
@@ -170,7 +170,7 @@ def measure(framework: str, part: str, path: Path, reps: int) -> dict:
     if part == 'dispatch':
         import timeit
         if framework == 'blocklearn':
-            from blocks.transform import Transform
+            from blocklearn.blocks.transform import Transform
         else:
             from fastai.vision.all import Transform
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from learner.learner import Learner
-from learner.metrics import accuracy
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.metrics import accuracy
 
 __all__ = ['PreBatched', 'make_data', 'make_model', 'torch_loop', 'learner_loop', 'fastai_loop', 'main']
 

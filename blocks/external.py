@@ -18,8 +18,8 @@ from typing import Iterator
 
 from fastprogress.fastprogress import progress_bar
 
-from blocks.files import DataPath
-from blocks.safe_io import atomic_write_text
+from blocklearn.blocks.files import DataPath
+from blocklearn.blocks.safe_io import atomic_write_text
 
 __all__ = ['URLs', 'checksums', 'DownloadError', 'UnsafeArchiveError', 'blocklearn_home', 'download_url',
            'untar_data']

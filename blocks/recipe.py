@@ -20,7 +20,7 @@ from .transform import Transform
 __all__ = ['RecipeError', 'TRUSTED_PACKAGES', 'to_ref', 'from_ref', 'encode_value', 'decode_value',
            'tfm_recipe', 'tfm_from_recipe', 'loss_recipe', 'loss_from_recipe']
 
-TRUSTED_PACKAGES: tuple[str, ...] = ('blocks', 'learner', 'callbacks', 'vision', 'torch', 'torchvision')
+TRUSTED_PACKAGES: tuple[str, ...] = ('blocklearn', 'torch', 'torchvision')
 
 
 class RecipeError(ValueError):

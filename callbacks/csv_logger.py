@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from callbacks.core import Callback
+from blocklearn.callbacks.core import Callback
 
 if TYPE_CHECKING:
     import pandas as pd

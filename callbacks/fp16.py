@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from callbacks.core import Callback, CancelStepException
+from blocklearn.callbacks.core import Callback, CancelStepException
 
 __all__ = ['MixedPrecision']
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from callbacks.core import Callback, CancelFitException, CancelValidException
+from blocklearn.callbacks.core import Callback, CancelFitException, CancelValidException
 
 __all__ = ['LRFinder']
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastprogress.fastprogress import master_bar, progress_bar
 
-from callbacks.core import Callback, noop
+from blocklearn.callbacks.core import Callback, noop
 
 __all__ = ['ProgressCallback']
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from fastprogress.core import format_time
 
-from callbacks.core import Callback
+from blocklearn.callbacks.core import Callback
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-from callbacks.core import Callback
+from blocklearn.callbacks.core import Callback
 
 __all__ = ['ParamScheduler']
 

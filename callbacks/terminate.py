@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from callbacks.core import Callback, CancelFitException
+from blocklearn.callbacks.core import Callback, CancelFitException
 
 __all__ = ['TerminateOnNaNCallback']
 

@@ -5,7 +5,7 @@ import math
 import operator
 from typing import Callable
 
-from callbacks.core import Callback, CancelFitException
+from blocklearn.callbacks.core import Callback, CancelFitException
 
 __all__ = ['TrackerCallback', 'SaveModelCallback', 'EarlyStoppingCallback']
 

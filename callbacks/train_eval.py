@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from callbacks.core import Callback
+from blocklearn.callbacks.core import Callback
 
 __all__ = ['TrainEvalCallback']
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable, Iterator
 
-from callbacks.core import Callback, events, inner_events, noop
-from callbacks.progress import ProgressCallback
+from blocklearn.callbacks.core import Callback, events, inner_events, noop
+from blocklearn.callbacks.progress import ProgressCallback
 
 __all__ = ['CallbackHost', 'listify']
 

@@ -9,12 +9,12 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from blocks.datasets import Datasets, TfmdLists
-from blocks.loader import DataLoader, DataLoaders
-from blocks.recipe import (RecipeError, decode_value, encode_value, from_ref, loss_from_recipe, loss_recipe,
+from blocklearn.blocks.datasets import Datasets, TfmdLists
+from blocklearn.blocks.loader import DataLoader, DataLoaders
+from blocklearn.blocks.recipe import (RecipeError, decode_value, encode_value, from_ref, loss_from_recipe, loss_recipe,
                            tfm_from_recipe, tfm_recipe, to_ref)
-from blocks.safe_io import atomic_save, safe_load
-from blocks.transform import Pipeline, Transform
+from blocklearn.blocks.safe_io import atomic_save, safe_load
+from blocklearn.blocks.transform import Pipeline, Transform
 
 __all__ = ['ExportMixin', 'load_learner', 'model_recipe', 'ExportError', 'EXPORT_FORMAT']
 
@@ -54,7 +54,7 @@ def load_learner(fname: str | Path, cpu: bool = True, model: nn.Module | None = 
     """The Learner `export` wrote, ready for `predict`/`get_preds`/`tta`; no code in the file is ever run.
 
     `model` rebuilds a model the recipe cannot (one built by hand); `trusted` names more packages to import from."""
-    from learner.learner import Learner  # learner.py builds Learner from ExportMixin: imported when called
+    from blocklearn.learner.learner import Learner  # learner.py builds Learner from ExportMixin: imported when called
     fname = Path(fname)
     if not fname.exists():
         raise FileNotFoundError(f"load_learner: no export at {fname}; write one with learn.export({fname.name!r}).")

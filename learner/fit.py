@@ -5,9 +5,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from callbacks.schedule import ParamScheduler
-from learner.callback_host import listify
-from learner.schedules import SchedCos, combine_scheds, combined_cos
+from blocklearn.callbacks.schedule import ParamScheduler
+from blocklearn.learner.callback_host import listify
+from blocklearn.learner.schedules import SchedCos, combine_scheds, combined_cos
 
 __all__ = ['FitMixin']
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blocks.show import get_grid, show_sample
+from blocklearn.blocks.show import get_grid, show_sample
 
 __all__ = ['Interpretation', 'ClassificationInterpretation']
 

@@ -7,22 +7,22 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from blocks.rng import get_rng_state, set_rng_state
-from blocks.safe_io import atomic_save, safe_load
-from blocks.tensors import as_plain
-from callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+from blocklearn.blocks.rng import get_rng_state, set_rng_state
+from blocklearn.blocks.safe_io import atomic_save, safe_load
+from blocklearn.blocks.tensors import as_plain
+from blocklearn.callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                             CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
-from callbacks.fp16 import MixedPrecision
-from callbacks.progress import ProgressCallback
-from callbacks.recorder import Recorder
-from callbacks.train_eval import TrainEvalCallback
-from learner.callback_host import CallbackHost, listify
-from learner.export import ExportMixin
-from learner.fit import FitMixin
-from learner.lr_find import LRFindMixin
-from learner.metrics import as_metric
-from learner.optimizer import Adam, Optimizer, norm_bias_params, trainable_params
-from learner.predict import PredictMixin
+from blocklearn.callbacks.fp16 import MixedPrecision
+from blocklearn.callbacks.progress import ProgressCallback
+from blocklearn.callbacks.recorder import Recorder
+from blocklearn.callbacks.train_eval import TrainEvalCallback
+from blocklearn.learner.callback_host import CallbackHost, listify
+from blocklearn.learner.export import ExportMixin
+from blocklearn.learner.fit import FitMixin
+from blocklearn.learner.lr_find import LRFindMixin
+from blocklearn.learner.metrics import as_metric
+from blocklearn.learner.optimizer import Adam, Optimizer, norm_bias_params, trainable_params
+from blocklearn.learner.predict import PredictMixin
 
 __all__ = ['Learner', 'default_callbacks']
 

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from callbacks.lr_finder import LRFinder
+from blocklearn.callbacks.lr_finder import LRFinder
 
 __all__ = ['LRFindMixin', 'minimum', 'steep', 'valley', 'slide', 'suggestion_points']
 

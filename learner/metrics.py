@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from callbacks.recorder import batch_size
+from blocklearn.callbacks.recorder import batch_size
 
 __all__ = ['Metric', 'AvgMetric', 'ConfusionMetric', 'F1Score', 'Precision', 'Recall', 'accuracy', 'error_rate',
            'top_k_accuracy', 'as_metric']

@@ -6,8 +6,8 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from learner.show_results import ShowResultsMixin
-from learner.tta import TTAMixin
+from blocklearn.learner.show_results import ShowResultsMixin
+from blocklearn.learner.tta import TTAMixin
 
 __all__ = ['PredictMixin']
 
@@ -26,7 +26,7 @@ class PredictMixin(TTAMixin, ShowResultsMixin):
 
         `dl` may be any iterable of (x, y) batches; `act` defaults to the loss's activation (softmax for cross-entropy)."""
         # `reorder` is accepted for API parity: loaders used for inference never shuffle, so order is kept as is.
-        from learner.learner import _model_device, _to_model_inputs  # learner.py imports this module
+        from blocklearn.learner.learner import _model_device, _to_model_inputs  # learner.py imports this module
         dl = self.dls[ds_idx] if dl is None else dl
         n_inp = getattr(dl, 'n_inp', getattr(self.dls, 'n_inp', 1))
         act = act if act is not None else getattr(self.loss_func, 'activation', _identity)

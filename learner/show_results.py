@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import torch
 
-from blocks.show import get_grid, show_sample
+from blocklearn.blocks.show import get_grid, show_sample
 
 __all__ = ['ShowResultsMixin']
 

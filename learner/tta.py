@@ -5,7 +5,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from blocks.datablock import merge_tfms
+from blocklearn.blocks.datablock import merge_tfms
 
 __all__ = ['TTAMixin']
 

@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from blocks.external import URLs
+from blocklearn.blocks.external import URLs
 
 __all__ = ['make_offline_home', 'DOGSCATS_CLASSES', 'dataset_folder']
 

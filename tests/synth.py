@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from learner.learner import Learner
+from blocklearn.learner.learner import Learner
 
 __all__ = ['SynthDataLoaders', 'regression_dls', 'classification_dls', 'synth_learner', 'three_group_learner',
            'three_group_splitter']

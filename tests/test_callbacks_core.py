@@ -5,16 +5,16 @@ import warnings
 import pytest
 import torch
 
-from callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+from blocklearn.callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                             CancelFitException, CancelStepException, CancelTrainException, CancelValidException,
                             event, events, snake_name)
-from callbacks.csv_logger import CSVLogger
-from callbacks.fp16 import MixedPrecision
-from callbacks.lr_finder import LRFinder
-from callbacks.recorder import Recorder
-from callbacks.terminate import TerminateOnNaNCallback
-from callbacks.tracker import SaveModelCallback
-from callbacks.train_eval import TrainEvalCallback
+from blocklearn.callbacks.csv_logger import CSVLogger
+from blocklearn.callbacks.fp16 import MixedPrecision
+from blocklearn.callbacks.lr_finder import LRFinder
+from blocklearn.callbacks.recorder import Recorder
+from blocklearn.callbacks.terminate import TerminateOnNaNCallback
+from blocklearn.callbacks.tracker import SaveModelCallback
+from blocklearn.callbacks.train_eval import TrainEvalCallback
 from synth import synth_learner
 
 TRAIN_BATCH = ['before_batch', 'after_pred', 'after_loss', 'before_backward', 'after_backward', 'before_step',

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from callbacks.core import Callback
-from callbacks.fp16 import MixedPrecision
-from callbacks.grad_clip import GradientClip
-from callbacks.terminate import TerminateOnNaNCallback
+from blocklearn.callbacks.core import Callback
+from blocklearn.callbacks.fp16 import MixedPrecision
+from blocklearn.callbacks.grad_clip import GradientClip
+from blocklearn.callbacks.terminate import TerminateOnNaNCallback
 from synth import synth_learner
 
 

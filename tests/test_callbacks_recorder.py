@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from callbacks.progress import ProgressCallback
-from learner.learner import Learner
-from learner.metrics import accuracy, error_rate
+from blocklearn.callbacks.progress import ProgressCallback
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.metrics import accuracy, error_rate
 from synth import classification_dls, synth_learner
 
 matplotlib.use('Agg')

@@ -4,8 +4,8 @@ import csv
 import pytest
 import torch
 
-from callbacks.csv_logger import CSVLogger
-from callbacks.tracker import EarlyStoppingCallback, SaveModelCallback
+from blocklearn.callbacks.csv_logger import CSVLogger
+from blocklearn.callbacks.tracker import EarlyStoppingCallback, SaveModelCallback
 from synth import synth_learner
 
 

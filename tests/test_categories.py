@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from blocks.categories import CategoryMap, Categorize, MultiCategorize, OneHotEncode, RegressionSetup
-from blocks.datasets import Datasets, TfmdLists
-from blocks.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
-from blocks.tensors import TensorCategory
+from blocklearn.blocks.categories import CategoryMap, Categorize, MultiCategorize, OneHotEncode, RegressionSetup
+from blocklearn.blocks.datasets import Datasets, TfmdLists
+from blocklearn.blocks.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from blocklearn.blocks.tensors import TensorCategory
 
 
 def test_category_map():

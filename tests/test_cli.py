@@ -3,7 +3,7 @@ import shutil
 import subprocess
 import sys
 
-from vision.__main__ import main
+from blocklearn.vision.__main__ import main
 
 
 def test_summary_saves_show_batch(photos, tmp_path, capsys):
@@ -52,6 +52,6 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
     for args in (['summary', str(tmp_path / 'missing')], ['train', str(tmp_path), '--arch', 'resnet9000'],
                  ['summary', str(tmp_path)], ['train', str(tmp_path), '--lr', 'fast'], ['predict', str(tmp_path)],
                  ['predict', str(tmp_path / 'model.pkl'), str(tmp_path / 'x.jpg')]):
-        res = subprocess.run([sys.executable, '-m', 'vision', *args], capture_output=True, text=True)
+        res = subprocess.run([sys.executable, '-m', 'blocklearn.vision', *args], capture_output=True, text=True)
         assert res.returncode in (1, 2), res.stderr  # 2: the arguments themselves (argparse's convention)
         assert res.stderr.startswith('error: ') and res.stderr.count('\n') == 1, res.stderr

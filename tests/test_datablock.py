@@ -4,18 +4,18 @@ import re
 import pytest
 import torch
 
-from blocks.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
-from blocks.datablock import DataBlock
-from blocks.labellers import RegexLabeller, parent_label, using_attr
-from blocks.loader import CollateError
-from blocks.splitters import GrandparentSplitter, RandomSplitter
-from blocks.tensors import TensorCategory
-from vision.augment import aug_transforms
-from vision.block import ImageBlock
-from vision.core import PILImage, PILImageBW, TensorImage, ToTensor
-from vision.data import get_image_files
-from vision.normalize import IntToFloatTensor
-from vision.resize import Resize
+from blocklearn.blocks.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
+from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
+from blocklearn.blocks.loader import CollateError
+from blocklearn.blocks.splitters import GrandparentSplitter, RandomSplitter
+from blocklearn.blocks.tensors import TensorCategory
+from blocklearn.vision.augment import aug_transforms
+from blocklearn.vision.block import ImageBlock
+from blocklearn.vision.core import PILImage, PILImageBW, TensorImage, ToTensor
+from blocklearn.vision.data import get_image_files
+from blocklearn.vision.normalize import IntToFloatTensor
+from blocklearn.vision.resize import Resize
 
 PAT = r'(.+)_\d+.jpg$'
 
@@ -62,7 +62,7 @@ def test_datasets_decode_to_labels(photos):
 
 
 def test_lesson1_folder_layout(fashion):
-    from vision.data import ImageDataLoaders
+    from blocklearn.vision.data import ImageDataLoaders
     dls = ImageDataLoaders.from_folder(fashion, train='train', valid='valid', item_tfms=Resize(32), bs=16,
                                        num_workers=0)
     assert (len(dls.train_ds), len(dls.valid_ds)) == (300, 100) and dls.c == 10

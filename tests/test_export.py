@@ -10,12 +10,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from blocks.recipe import RecipeError
-from blocks.safe_io import UnsafeFileError
-from blocks.transform import Transform
-from learner.export import EXPORT_FORMAT, ExportError, load_learner
-from learner.learner import Learner
-from vision.all import (CategoryBlock, DataBlock, ImageBlock, MultiCategoryBlock, Normalize, RandomSplitter, Resize,
+from blocklearn.blocks.recipe import RecipeError
+from blocklearn.blocks.safe_io import UnsafeFileError
+from blocklearn.blocks.transform import Transform
+from blocklearn.learner.export import EXPORT_FORMAT, ExportError, load_learner
+from blocklearn.learner.learner import Learner
+from blocklearn.vision.all import (CategoryBlock, DataBlock, ImageBlock, MultiCategoryBlock, Normalize, RandomSplitter, Resize,
                         aug_transforms, cnn_learner, error_rate, get_image_files, imagenet_stats, resnet18)
 
 
@@ -74,9 +74,9 @@ def test_export_holds_weights_and_json_only(trained):
     state = torch.load(file, weights_only=True)
     assert state['format'] == EXPORT_FORMAT and set(state) == {'format', 'version', 'recipe', 'model'}
     recipe = json.loads(state['recipe'])
-    assert recipe['model']['factory'] == 'vision.models:create_vision_model'
+    assert recipe['model']['factory'] == 'blocklearn.vision.models:create_vision_model'
     assert recipe['data']['dropped'] == [{'input': False, 'name': 'pets_learner.<locals>.<lambda>'}]  # get_y, not needed to predict
-    assert recipe['loss']['cls'] == 'blocks.losses:CrossEntropyLossFlat'
+    assert recipe['loss']['cls'] == 'blocklearn.blocks.losses:CrossEntropyLossFlat'
 
 
 def test_tampered_recipe_is_refused_before_any_import(trained, tmp_path):
@@ -144,7 +144,7 @@ def test_hand_built_model_is_given_at_load(photos, tmp_path):
 
 
 def test_multi_label_export_keeps_threshold(photos, tmp_path):
-    from blocks.losses import BCEWithLogitsLossFlat
+    from blocklearn.blocks.losses import BCEWithLogitsLossFlat
     dls = DataBlock(blocks=(ImageBlock, MultiCategoryBlock), get_items=get_image_files,
                     get_y=lambda p: [p.name.rsplit('_', 1)[0], 'photo'], item_tfms=Resize(32)).dataloaders(
                         photos, bs=8, num_workers=0)

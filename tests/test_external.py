@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from blocks.external import (URLs, DownloadError, UnsafeArchiveError, blocklearn_home, checksums, download_url,
+from blocklearn.blocks.external import (URLs, DownloadError, UnsafeArchiveError, blocklearn_home, checksums, download_url,
                              untar_data)
-from blocks.files import DataPath
+from blocklearn.blocks.files import DataPath
 
 FILES = {'mnist_tiny/labels.csv': b'name,label\ntrain/3/1.png,3\n',
          'mnist_tiny/train/3/1.png': b'not really a png',

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from learner.interpret import ClassificationInterpretation, Interpretation
-from learner.learner import Learner
-from learner.metrics import accuracy
-from vision.data import ImageDataLoaders, get_image_files
-from vision.resize import Resize
+from blocklearn.learner.interpret import ClassificationInterpretation, Interpretation
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.metrics import accuracy
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.resize import Resize
 
 VOCAB = ['Birman', 'Ragdoll', 'Siamese', 'beagle']
 CM = np.array([[10, 4, 0, 1], [4, 12, 0, 0], [4, 1, 9, 0], [0, 2, 0, 7]])

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from blocks.files import get_files
-from blocks.labellers import ColReader, RegexLabeller, parent_label, using_attr
-from blocks.splitters import (ColSplitter, EndSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
+from blocklearn.blocks.files import get_files
+from blocklearn.blocks.labellers import ColReader, RegexLabeller, parent_label, using_attr
+from blocklearn.blocks.splitters import (ColSplitter, EndSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
                               MaskSplitter, RandomSplitter)
-from vision.data import get_image_files
+from blocklearn.vision.data import get_image_files
 
 
 def test_get_files_sorted_skips_hidden_and_filters(tmp_path):

@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from blocks.tensors import TensorBase, TensorCategory
-from callbacks.core import Callback
-from learner.learner import Learner
-from learner.metrics import accuracy
-from learner.schedules import combined_cos
+from blocklearn.blocks.tensors import TensorBase, TensorCategory
+from blocklearn.callbacks.core import Callback
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.metrics import accuracy
+from blocklearn.learner.schedules import combined_cos
 from synth import SynthDataLoaders, classification_dls, synth_learner, three_group_learner
 
 

@@ -5,7 +5,7 @@ import matplotlib
 import pytest
 import torch
 
-from learner.lr_find import minimum, slide, steep, suggestion_points, valley
+from blocklearn.learner.lr_find import minimum, slide, steep, suggestion_points, valley
 from synth import synth_learner
 
 matplotlib.use('Agg')

@@ -4,7 +4,7 @@ import types
 import pytest
 import torch
 
-from learner.metrics import AvgMetric, F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
+from blocklearn.learner.metrics import AvgMetric, F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
 
 
 def logits_for(preds, n_classes):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from learner.optimizer import SGD, Adam, lr_range, norm_bias_params
+from blocklearn.learner.optimizer import SGD, Adam, lr_range, norm_bias_params
 from synth import synth_learner, three_group_learner
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from learner.schedules import SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos
+from blocklearn.learner.schedules import SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos
 
 POS = [0, .25, .5, .75, 1]
 

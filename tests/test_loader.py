@@ -3,15 +3,15 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from blocks.block import CategoryBlock
-from blocks.datablock import DataBlock
-from blocks.labellers import RegexLabeller, parent_label, using_attr
-from blocks.loader import DataLoader, DataLoaders, collate
-from blocks.splitters import RandomSplitter
-from vision.block import ImageBlock
-from vision.core import PILImage, TensorImage
-from vision.data import ImageDataLoaders, get_image_files
-from vision.resize import Resize
+from blocklearn.blocks.block import CategoryBlock
+from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
+from blocklearn.blocks.loader import DataLoader, DataLoaders, collate
+from blocklearn.blocks.splitters import RandomSplitter
+from blocklearn.vision.block import ImageBlock
+from blocklearn.vision.core import PILImage, TensorImage
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.resize import Resize
 
 PAT = r'(.+)_\d+.jpg$'
 

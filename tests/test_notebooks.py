@@ -65,7 +65,7 @@ def test_committed_notebooks_have_no_outputs():
 
 
 def test_offline_home_has_the_course_folders(tmp_path: Path):
-    from blocks.external import URLs, untar_data
+    from blocklearn.blocks.external import URLs, untar_data
     home = _offline_data().make_offline_home(tmp_path)
     pets = untar_data(URLs.PETS, base=home)
     assert len(list((pets / 'images').glob('*.jpg'))) == 140

@@ -4,10 +4,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from learner.learner import Learner
-from learner.metrics import accuracy
-from vision.data import ImageDataLoaders, get_image_files
-from vision.resize import Resize
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.metrics import accuracy
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.resize import Resize
 
 
 @pytest.fixture(scope='module')

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from blocks.categories import Categorize, CategoryMap, MultiCategorize, OneHotEncode, RegressionSetup
-from blocks.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
-from blocks.recipe import (RecipeError, decode_value, encode_value, from_ref, loss_from_recipe, loss_recipe,
+from blocklearn.blocks.categories import Categorize, CategoryMap, MultiCategorize, OneHotEncode, RegressionSetup
+from blocklearn.blocks.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
+from blocklearn.blocks.recipe import (RecipeError, decode_value, encode_value, from_ref, loss_from_recipe, loss_recipe,
                            tfm_from_recipe, tfm_recipe, to_ref)
-from blocks.tensors import TensorCategory
-from blocks.transform import Transform
-from vision.augment import (AffineAugment, Brightness, Contrast, Dihedral, Flip, LightingAugment,
+from blocklearn.blocks.tensors import TensorCategory
+from blocklearn.blocks.transform import Transform
+from blocklearn.vision.augment import (AffineAugment, Brightness, Contrast, Dihedral, Flip, LightingAugment,
                             RandomResizedCropGPU, Rotate, Warp, Zoom, aug_transforms)
-from vision.core import PILImage, TensorImage
-from vision.normalize import IntToFloatTensor, Normalize, imagenet_stats
-from vision.resize import CropPad, RandomResizedCrop, Resize
+from blocklearn.vision.core import PILImage, TensorImage
+from blocklearn.vision.normalize import IntToFloatTensor, Normalize, imagenet_stats
+from blocklearn.vision.resize import CropPad, RandomResizedCrop, Resize
 
 
 class Colour(enum.Enum):
@@ -82,7 +82,7 @@ def test_set_up_state_travels():
 
 def test_functions_and_classmethods_are_refs():
     t = Transform(PILImage.create)
-    assert tfm_recipe(t)['func'] == 'vision.core:PILImage.create'
+    assert tfm_recipe(t)['func'] == 'blocklearn.vision.core:PILImage.create'
     assert roundtrip(t).func == PILImage.create
     with pytest.raises(RecipeError, match='lambda'):
         tfm_recipe(Transform(lambda x: x))
@@ -115,7 +115,7 @@ def test_values_roundtrip():
 def test_refs_are_only_followed_into_trusted_packages():
     assert from_ref(to_ref(Resize)) is Resize
     for ref, says in (('os:system', 'outside the trusted packages'), ('subprocess:run', 'outside'),
-                      ('vision.resize:Resize.__init__', 'dunder'), ('vision.resize:Nope', 'does not define'),
+                      ('blocklearn.vision.resize:Resize.__init__', 'dunder'), ('blocklearn.vision.resize:Nope', 'does not define'),
                       ('builtins:eval', 'outside')):
         with pytest.raises(RecipeError, match=says):
             from_ref(ref)

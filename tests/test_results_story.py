@@ -1,8 +1,8 @@
-"""Issue 4's notebook code, as a user types it after `from vision.all import *`, on the committed photos."""
+"""Issue 4's notebook code, as a user types it after `from blocklearn.vision.all import *`, on the committed photos."""
 import matplotlib.pyplot as plt
 import pytest
 
-from vision.all import *  # noqa: F403 - the point is that the notebook's names are all there
+from blocklearn.vision.all import *  # noqa: F403 - the point is that the notebook's names are all there
 
 
 @pytest.fixture

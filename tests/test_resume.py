@@ -14,19 +14,19 @@ import pytest
 import torch
 from torch import nn
 
-from blocks.block import CategoryBlock
-from blocks.datablock import DataBlock
-from blocks.labellers import parent_label
-from blocks.safe_io import UnsafeFileError, safe_load
-from blocks.splitters import GrandparentSplitter
-from callbacks.core import Callback, CancelFitException
-from callbacks.tracker import SaveModelCallback
-from learner.learner import Learner
+from blocklearn.blocks.block import CategoryBlock
+from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.labellers import parent_label
+from blocklearn.blocks.safe_io import UnsafeFileError, safe_load
+from blocklearn.blocks.splitters import GrandparentSplitter
+from blocklearn.callbacks.core import Callback, CancelFitException
+from blocklearn.callbacks.tracker import SaveModelCallback
+from blocklearn.learner.learner import Learner
 from synth import three_group_learner
-from vision.block import ImageBlock
-from vision.core import PILImageBW
-from vision.data import get_image_files
-from vision.resize import RandomResizedCrop
+from blocklearn.vision.block import ImageBlock
+from blocklearn.vision.core import PILImageBW
+from blocklearn.vision.data import get_image_files
+from blocklearn.vision.resize import RandomResizedCrop
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT / 'data' / 'fashion_tiny'   # the `fashion` fixture's folder, for the module-wide run
@@ -194,7 +194,7 @@ def test_tampered_checkpoint_is_refused_and_runs_nothing(tmp_path):
 _SAVE_AND_HANG = textwrap.dedent('''
     import os, sys, torch
     from torch import nn
-    from learner.learner import Learner
+    from blocklearn.learner.learner import Learner
     def hang(fd):
         sys.stdin.read()
     os.fsync = hang

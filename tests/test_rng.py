@@ -4,8 +4,8 @@ import random
 import numpy as np
 import torch
 
-from blocks.rng import get_rng_state, set_rng_state
-from blocks.safe_io import atomic_save, safe_load
+from blocklearn.blocks.rng import get_rng_state, set_rng_state
+from blocklearn.blocks.safe_io import atomic_save, safe_load
 
 
 def draws() -> tuple:

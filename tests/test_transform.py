@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from blocks.tensors import TensorBase, TensorCategory
-from blocks.transform import ItemTransform, Pipeline, RandTransform, Transform
-from vision.core import TensorImage
+from blocklearn.blocks.tensors import TensorBase, TensorCategory
+from blocklearn.blocks.transform import ItemTransform, Pipeline, RandTransform, Transform
+from blocklearn.vision.core import TensorImage
 
 
 class AddOne(Transform):

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from learner.learner import Learner
-from vision.augment import aug_transforms
-from vision.data import ImageDataLoaders, get_image_files
-from vision.resize import Resize
+from blocklearn.learner.learner import Learner
+from blocklearn.vision.augment import aug_transforms
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.resize import Resize
 
 
 @pytest.fixture(scope='module')

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from blocks.tensors import TensorCategory
-from blocks.transform import Pipeline
-from vision.augment import (AffineAugment, Brightness, Contrast, Dihedral, Flip, LightingAugment,
+from blocklearn.blocks.tensors import TensorCategory
+from blocklearn.blocks.transform import Pipeline
+from blocklearn.vision.augment import (AffineAugment, Brightness, Contrast, Dihedral, Flip, LightingAugment,
                             RandomResizedCropGPU, Rotate, Warp, Zoom, aug_transforms, perspective_grid,
                             presize_comparison)
-from vision.core import TensorImage, TensorImageBW
-from vision.normalize import IntToFloatTensor, Normalize, imagenet_stats
+from blocklearn.vision.core import TensorImage, TensorImageBW
+from blocklearn.vision.normalize import IntToFloatTensor, Normalize, imagenet_stats
 
 PHOTOS = Path(__file__).resolve().parents[1] / 'data' / 'photos' / 'images'
 

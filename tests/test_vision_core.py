@@ -13,10 +13,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageFile  # noqa: E402
 
-from vision.core import (ImageReadError, PILImage, PILImageBW, PILMask, TensorImage, TensorImageBW,  # noqa: E402
+from blocklearn.vision.core import (ImageReadError, PILImage, PILImageBW, PILMask, TensorImage, TensorImageBW,  # noqa: E402
                          TensorMask, ToTensor, image2tensor)
-from blocks.show import get_grid  # noqa: E402
-from vision.show import show_image, show_images  # noqa: E402
+from blocklearn.blocks.show import get_grid  # noqa: E402
+from blocklearn.vision.show import show_image, show_images  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / 'data'
 PHOTO = DATA / 'photos' / 'images' / 'fishes_1.jpg'  # 320x213 RGB

@@ -8,12 +8,12 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from learner.learner import Learner
-from vision.data import ImageDataLoaders, get_image_files
-from vision.learner import cnn_learner, vision_learner
-from vision.models import model_meta
-from vision.normalize import Normalize, imagenet_stats
-from vision.resize import Resize
+from blocklearn.learner.learner import Learner
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.learner import cnn_learner, vision_learner
+from blocklearn.vision.models import model_meta
+from blocklearn.vision.normalize import Normalize, imagenet_stats
+from blocklearn.vision.resize import Resize
 
 resnet18 = torchvision.models.resnet18
 

@@ -8,10 +8,10 @@ import torchvision
 from torchvision.models import ResNet18_Weights, ResNet34_Weights, WeightsEnum
 from torchvision.models._api import Weights
 
-from vision.models import (AdaptiveConcatPool2d, SigmoidRange, WeightsMismatchError, WeightsNotFoundError,
+from blocklearn.vision.models import (AdaptiveConcatPool2d, SigmoidRange, WeightsMismatchError, WeightsNotFoundError,
                            create_body, create_head, create_vision_model, default_split, model_meta,
                            num_features_model, weights_file)
-from vision.normalize import imagenet_stats
+from blocklearn.vision.normalize import imagenet_stats
 
 resnet18 = torchvision.models.resnet18
 RESNET18_FILE = 'resnet18-f37072fd.pth'  # torchvision's name for ResNet18_Weights.IMAGENET1K_V1

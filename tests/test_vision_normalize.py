@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from blocks.tensors import TensorCategory
-from blocks.transform import Pipeline
-from vision.core import TensorImage, TensorImageBW
-from vision.normalize import IntToFloatTensor, Normalize, imagenet_stats, mnist_stats
+from blocklearn.blocks.tensors import TensorCategory
+from blocklearn.blocks.transform import Pipeline
+from blocklearn.vision.core import TensorImage, TensorImageBW
+from blocklearn.vision.normalize import IntToFloatTensor, Normalize, imagenet_stats, mnist_stats
 
 
 def uint8_batch(b=2, c=3, h=4, w=5, seed=0):

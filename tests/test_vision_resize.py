@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from blocks.transform import Pipeline
-from vision.core import PILImage, PILImageBW, PILMask, TensorImage, TensorMask, ToTensor
-from vision.resize import CropPad, PadMode, RandomResizedCrop, Resize, ResizeMethod
+from blocklearn.blocks.transform import Pipeline
+from blocklearn.vision.core import PILImage, PILImageBW, PILMask, TensorImage, TensorMask, ToTensor
+from blocklearn.vision.resize import CropPad, PadMode, RandomResizedCrop, Resize, ResizeMethod
 
 PHOTO = Path(__file__).resolve().parents[1] / 'data' / 'photos' / 'images' / 'fishes_1.jpg'
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision.utils import download_images, resize_image, resize_images, resize_to, verify_image, verify_images
+from blocklearn.vision.utils import download_images, resize_image, resize_images, resize_to, verify_image, verify_images
 
 
 def noise(w: int, h: int, mode: str = 'RGB', seed: int = 0) -> Image.Image:

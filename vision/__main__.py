@@ -1,4 +1,4 @@
-"""Command line: `python -m vision summary|train PATH ...` and `predict MODEL IMAGE...` — the workflow without code."""
+"""Command line: `python -m blocklearn.vision summary|train PATH ...` and `predict MODEL IMAGE...` — the workflow without code."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='python -m vision', description='Image classification with blocklearn.')
+    p = _Parser(prog='python -m blocklearn.vision', description='Image classification with blocklearn.')
     sub = p.add_subparsers(required=True, metavar='COMMAND')
     s = sub.add_parser('summary', help='build the DataBlock on PATH and explain each step')
     _data_args(s)
@@ -61,10 +61,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _datablock(args: argparse.Namespace):
-    from blocks.block import CategoryBlock
-    from blocks.datablock import DataBlock
-    from blocks.labellers import RegexLabeller, parent_label, using_attr
-    from blocks.splitters import GrandparentSplitter, RandomSplitter
+    from blocklearn.blocks.block import CategoryBlock
+    from blocklearn.blocks.datablock import DataBlock
+    from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
+    from blocklearn.blocks.splitters import GrandparentSplitter, RandomSplitter
 
     from .augment import aug_transforms
     from .block import ImageBlock
@@ -103,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
     import torchvision
 
-    from learner.metrics import error_rate
+    from blocklearn.learner.metrics import error_rate
 
     from .learner import vision_learner
     arch = getattr(torchvision.models, args.arch, None)
@@ -131,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
     learn.path = args.out
     model = learn.export('model.pkl')
     print(f'Saved {args.out / "lr_find.png"}, {args.out / "loss.png"}, {args.out / "confusion_matrix.png"}')
-    print(f'Exported {model}: python -m vision predict {model} IMAGE...')
+    print(f'Exported {model}: python -m blocklearn.vision predict {model} IMAGE...')
     return 0
 
 
@@ -140,7 +140,7 @@ def _report(learn, out: Path) -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from learner.interpret import ClassificationInterpretation
+    from blocklearn.learner.interpret import ClassificationInterpretation
     interp = ClassificationInterpretation.from_learner(learn)
     vocab = [str(v) for v in learn.dls.vocab]
     cm = pd.DataFrame(interp.confusion_matrix(), index=vocab, columns=vocab)
@@ -157,7 +157,7 @@ def _report(learn, out: Path) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from learner.export import load_learner
+    from blocklearn.learner.export import load_learner
     learn = load_learner(args.model)
     width = max(len(str(f)) for f in args.images)
     for f in args.images:

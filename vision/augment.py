@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from blocks.transform import RandTransform, Transform
-from vision.core import TensorImage, first_image
+from blocklearn.blocks.transform import RandTransform, Transform
+from blocklearn.vision.core import TensorImage, first_image
 
 __all__ = ['aug_transforms', 'AffineAugment', 'RandomResizedCropGPU', 'GeometricTfm', 'Flip', 'Dihedral',
            'Rotate', 'Zoom', 'Warp', 'LightingAugment', 'LightingTfm', 'Brightness', 'Contrast',

@@ -1,7 +1,7 @@
 """ImageBlock: an image input, opened as PIL, made a uint8 tensor per item and a float tensor per batch."""
 from __future__ import annotations
 
-from blocks.block import TransformBlock
+from blocklearn.blocks.block import TransformBlock
 
 from .core import PILImage, ToTensor
 from .normalize import IntToFloatTensor

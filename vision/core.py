@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 
-from blocks.tensors import TensorBase
-from blocks.transform import Transform
+from blocklearn.blocks.tensors import TensorBase
+from blocklearn.blocks.transform import Transform
 from .show import show_image
 
 if TYPE_CHECKING:

@@ -7,12 +7,12 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from blocks.block import CategoryBlock, MultiCategoryBlock, TransformBlock
-from blocks.datablock import DataBlock
-from blocks.files import get_files
-from blocks.labellers import ColReader, ItemGetter, RegexLabeller, parent_label, using_attr
-from blocks.loader import DataLoaders
-from blocks.splitters import ColSplitter, FuncSplitter, GrandparentSplitter, RandomSplitter
+from blocklearn.blocks.block import CategoryBlock, MultiCategoryBlock, TransformBlock
+from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.files import get_files
+from blocklearn.blocks.labellers import ColReader, ItemGetter, RegexLabeller, parent_label, using_attr
+from blocklearn.blocks.loader import DataLoaders
+from blocklearn.blocks.splitters import ColSplitter, FuncSplitter, GrandparentSplitter, RandomSplitter
 
 from .block import ImageBlock
 from .core import PILImage

@@ -7,10 +7,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch.nn as nn
 
-from blocks.recipe import RecipeError
-from learner.export import model_recipe
-from learner.learner import Learner
-from learner.optimizer import Adam
+from blocklearn.blocks.recipe import RecipeError
+from blocklearn.learner.export import model_recipe
+from blocklearn.learner.learner import Learner
+from blocklearn.learner.optimizer import Adam
 
 from .models import Arch, Cut, Weights, arch_meta, create_vision_model
 from .normalize import Normalize

@@ -5,8 +5,8 @@ from typing import Any, Sequence
 
 import torch
 
-from blocks.transform import Transform
-from vision.core import TensorImage, first_image
+from blocklearn.blocks.transform import Transform
+from blocklearn.vision.core import TensorImage, first_image
 
 __all__ = ['IntToFloatTensor', 'Normalize', 'imagenet_stats', 'cifar_stats', 'mnist_stats']
 

@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2.functional import resize_image
 
-from blocks.transform import RandTransform, Transform
+from blocklearn.blocks.transform import RandTransform, Transform
 from .core import PILBase, PILMask, TensorImageBase, TensorMask
 
 __all__ = ['ResizeMethod', 'PadMode', 'Resize', 'RandomResizedCrop', 'CropPad']

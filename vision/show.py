@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from blocks.show import get_grid
+from blocklearn.blocks.show import get_grid
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -9,8 +9,8 @@ from typing import Callable, Iterable, TypeVar
 
 from PIL import Image
 
-from blocks.external import DownloadError, download_url
-from blocks.safe_io import atomic_write
+from blocklearn.blocks.external import DownloadError, download_url
+from blocklearn.blocks.safe_io import atomic_write
 
 __all__ = ['verify_image', 'verify_images', 'resize_to', 'resize_image', 'resize_images', 'download_images']
 
