@@ -6,6 +6,7 @@ from typing import Any, Iterable
 import torch
 
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from .registry import register_for_recipes
 from .tensors import TensorBase, TensorCategory, TensorMultiCategory
 from .transform import Transform
 
@@ -168,3 +169,7 @@ class RegressionSetup(Transform):
 
     def decodes(self, o: TensorBase) -> Any:
         return o.item() if o.ndim == 0 else o.tolist()
+
+
+# What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
+register_for_recipes('transform', Categorize, MultiCategorize, OneHotEncode, EncodedMultiCategorize, RegressionSetup)

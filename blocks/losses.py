@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import register_for_recipes
+
 __all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELossFlat', 'L1LossFlat']
 
 
@@ -91,3 +93,11 @@ class L1LossFlat(BaseLoss):
 
     def __init__(self, *args, axis: int = -1, floatify: bool = True, **kwargs):
         super().__init__(nn.L1Loss, *args, axis=axis, floatify=floatify, is_2d=False, **kwargs)
+
+
+# What a recipe (an export) may name from this module and torch, by its own name: see blocks/registry.py.
+register_for_recipes('loss', BaseLoss, CrossEntropyLossFlat, BCEWithLogitsLossFlat, MSELossFlat, L1LossFlat,
+                     nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.BCELoss, nn.MSELoss, nn.L1Loss, nn.NLLLoss,
+                     nn.SmoothL1Loss, nn.HuberLoss, nn.KLDivLoss, nn.MultiLabelSoftMarginLoss, F.cross_entropy,
+                     F.binary_cross_entropy_with_logits, F.binary_cross_entropy, F.mse_loss, F.l1_loss, F.nll_loss,
+                     F.smooth_l1_loss, F.huber_loss, F.kl_div)

@@ -3,7 +3,6 @@ import json
 import os
 import re
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,14 +12,15 @@ from PIL import Image
 from blocklearn.blocks.recipe import RecipeError
 from blocklearn.blocks.safe_io import UnsafeFileError
 from blocklearn.blocks.transform import Transform
-from blocklearn.learner.export import EXPORT_FORMAT, ExportError, load_learner
+from blocklearn.learner.export import EXPORT_FORMAT, ExportError, export_learner
+from blocklearn.learner.load import load_learner
 from blocklearn.learner.learner import Learner
 from blocklearn.vision.all import (CategoryBlock, DataBlock, ImageBlock, MultiCategoryBlock, Normalize, RandomSplitter, Resize,
                         aug_transforms, cnn_learner, error_rate, get_image_files, imagenet_stats, resnet18)
 
 
 class Grey(Transform):
-    """A transform from a module outside the trusted packages (this test file)."""
+    """A transform no module registered for recipes (this test file's)."""
     order = 5
 
     def encodes(self, img: Image.Image) -> Image.Image:
@@ -44,11 +44,6 @@ def trained(photos, tmp_path_factory):
     return learn
 
 
-@pytest.fixture(scope='module')
-def photos():
-    return Path(__file__).resolve().parents[1] / 'data' / 'photos' / 'images'
-
-
 def test_export_then_load_predicts_the_same(trained, photos):
     fname = get_image_files(photos)[3]
     file = trained.export('model.pkl')
@@ -69,7 +64,8 @@ def test_export_then_load_predicts_the_same(trained, photos):
 
 
 def test_export_holds_weights_and_json_only(trained):
-    file = trained.export('plain.pkl')
+    file = export_learner(trained, 'plain.pkl')
+    assert file == trained.path / 'plain.pkl'
     # weights_only=True refuses any pickled code: the whole file is tensors, strings and dicts.
     state = torch.load(file, weights_only=True)
     assert state['format'] == EXPORT_FORMAT and set(state) == {'format', 'version', 'recipe', 'model'}
@@ -85,7 +81,7 @@ def test_tampered_recipe_is_refused_before_any_import(trained, tmp_path):
     recipe['loss'] = {'func': 'os:system'}
     state['recipe'] = json.dumps(recipe)
     torch.save(state, tmp_path / 'bad.pkl')
-    with pytest.raises(RecipeError, match="'os:system', outside the trusted packages"):
+    with pytest.raises(RecipeError, match="'os:system' as a loss, which is not registered for recipes"):
         load_learner(tmp_path / 'bad.pkl')
 
 
@@ -113,10 +109,14 @@ def test_a_saved_model_is_not_an_export(trained):
 def test_custom_transform_needs_trust(photos, tmp_path):
     learn = pets_learner(photos, tmp_path, item_tfms=[Resize(64), Grey()])
     learn.export()
-    with pytest.raises(RecipeError, match=r"trusted=\['test_export'\]"):
+    with pytest.raises(RecipeError, match=r"'test_export:Grey' as a Transform class.*trusted=\[Grey\]"):
         load_learner(tmp_path / 'export.pkl')
-    learn2 = load_learner(tmp_path / 'export.pkl', trusted=['test_export'])
+    with pytest.raises(TypeError, match=r"not names: got 'test_export'.*trusted=\[MyTransform\]"):
+        load_learner(tmp_path / 'export.pkl', trusted=['test_export'])
+    learn2 = load_learner(tmp_path / 'export.pkl', trusted=[Grey])
     assert any(isinstance(t, Grey) for t in learn2.dls.valid.after_item)
+    with pytest.raises(RecipeError, match='not registered'):  # trusted for that load only
+        load_learner(tmp_path / 'export.pkl')
 
 
 def test_lambda_transform_cannot_be_exported(photos, tmp_path):
@@ -174,3 +174,16 @@ def test_export_is_atomic(trained, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         load_learner(file)
+
+
+def test_a_process_that_did_not_import_vision_is_told_to(trained):
+    import subprocess
+    import sys
+    file = trained.export('novision.pkl')
+    code = ('import sys; from blocklearn.learner.load import load_learner\n'
+            'try:\n    load_learner(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__, e)\n'
+            'import blocklearn.vision\nprint(load_learner(sys.argv[1]).dls.vocab)')
+    out = subprocess.run([sys.executable, '-c', code, str(file)], capture_output=True, text=True, check=True).stdout
+    first, second = out.splitlines()[:2]
+    assert first.startswith('RecipeError') and 'import blocklearn.vision' in first
+    assert second == str(list(trained.dls.vocab))

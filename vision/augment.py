@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import RandTransform, Transform
 from blocklearn.vision.core import TensorImage, first_image
 
@@ -514,3 +515,6 @@ def _check_modes(who: str, mode: str, pad_mode: str) -> None:
         raise ValueError(f'{who}: pad_mode={pad_mode!r} is not one of {_PAD_MODES}.')
 
 
+# What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
+register_for_recipes('transform', AffineAugment, RandomResizedCropGPU, Flip, Dihedral, Rotate, Zoom, Warp,
+                     LightingAugment, Brightness, Contrast)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 
+from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.tensors import TensorBase
 from blocklearn.blocks.transform import Transform
 from .show import show_image
@@ -420,3 +421,8 @@ def _mask_values(arr: np.ndarray) -> np.ndarray:
         raise ValueError(f'A mask must hold whole class indices 0-255, got values {arr.min()}..{arr.max()}; '
                          f'map the classes to 0..n-1 before creating the PILMask.')
     return arr.astype(np.uint8)
+
+
+# What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
+register_for_recipes('transform', ToTensor)
+register_for_recipes('function', PILImage.create, PILImageBW.create, PILMask.create)

@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 import torch
 
+from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import Transform
 from blocklearn.vision.core import TensorImage, first_image
 
@@ -148,3 +149,7 @@ def _check_broadcast(s: torch.Tensor, x: torch.Tensor) -> None:
 
 def _fmt(t: torch.Tensor) -> str:
     return '[' + ', '.join(f'{v:.4g}' for v in t.flatten().tolist()) + ']'
+
+
+# What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
+register_for_recipes('transform', IntToFloatTensor, Normalize)

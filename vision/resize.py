@@ -11,6 +11,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2.functional import resize_image
 
+from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import RandTransform, Transform
 from .core import PILBase, PILMask, TensorImageBase, TensorMask
 
@@ -279,3 +280,7 @@ def _choice(value: str, options: type, arg: str, name: str) -> str:
         raise ValueError(f'{name} {arg}={value!r} is not one of {allowed}; use {options.__name__}.<name> or one of '
                          f'those strings.')
     return value
+
+
+# What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
+register_for_recipes('transform', Resize, RandomResizedCrop, CropPad)
