@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
+from .basics import listify
 from .categories import Categorize, EncodedMultiCategorize, MultiCategorize, OneHotEncode, RegressionSetup
 
 __all__ = ['TransformBlock', 'CategoryBlock', 'MultiCategoryBlock', 'RegressionBlock']
@@ -15,17 +16,11 @@ class TransformBlock:
                  item_tfms: Callable | Sequence[Callable] | None = None,
                  batch_tfms: Callable | Sequence[Callable] | None = None, dl_type: type | None = None,
                  dls_kwargs: dict | None = None):
-        self.type_tfms, self.item_tfms, self.batch_tfms = _listify(type_tfms), _listify(item_tfms), _listify(batch_tfms)
+        self.type_tfms, self.item_tfms, self.batch_tfms = listify(type_tfms), listify(item_tfms), listify(batch_tfms)
         self.dl_type, self.dls_kwargs = dl_type, dls_kwargs or {}
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(type_tfms={self.type_tfms})'
-
-
-def _listify(o: Callable | Sequence[Callable] | None) -> list:
-    if o is None:
-        return []
-    return list(o) if isinstance(o, (list, tuple)) else [o]
 
 
 def CategoryBlock(vocab: Iterable | None = None, sort: bool = True, add_na: bool = False) -> TransformBlock:

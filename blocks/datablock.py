@@ -4,11 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .basics import listify, noop
 from .block import TransformBlock
 from .datasets import Datasets
-from .labellers import noop
 from .loader import DataLoaders
+from .registry import register_for_recipes
 from .splitters import RandomSplitter
+from .summary import summarize
 from .transform import ItemTransform, Transform
 
 __all__ = ['DataBlock', 'merge_tfms']
@@ -31,12 +33,15 @@ class DataBlock:
         blocks = [TransformBlock(), TransformBlock()] if blocks is None else list(blocks)
         self.blocks = [b() if callable(b) and not isinstance(b, TransformBlock) else b for b in blocks]
         self.n_inp = n_inp if n_inp is not None else max(1, len(self.blocks) - 1)
-        self.dl_type, self.get_items = dl_type, get_items
+        # The loader class: as in fastai, the DataBlock's, else the first block's that names one (None: DataLoader).
+        self.dl_type = dl_type if dl_type is not None else next(
+            (b.dl_type for b in self.blocks if getattr(b, 'dl_type', None) is not None), None)
+        self.get_items = get_items
         self.splitter = splitter if splitter is not None else RandomSplitter()
         self.getters = self._getters(getters, get_x, get_y)
         self.type_tfms = [([g] if g.f is not noop else []) + b.type_tfms for g, b in zip(self.getters, self.blocks)]
-        self.item_tfms = merge_tfms(*[b.item_tfms for b in self.blocks], _listify(item_tfms))
-        self.batch_tfms = merge_tfms(*[b.batch_tfms for b in self.blocks], _listify(batch_tfms))
+        self.item_tfms = merge_tfms(*[b.item_tfms for b in self.blocks], listify(item_tfms))
+        self.batch_tfms = merge_tfms(*[b.batch_tfms for b in self.blocks], listify(batch_tfms))
         self.dls_kwargs = {k: v for b in self.blocks for k, v in b.dls_kwargs.items()}
 
     def _getters(self, getters, get_x, get_y) -> list[Transform]:
@@ -50,7 +55,7 @@ class DataBlock:
             for name, part, count, offset in (('get_x', get_x, n_inp, 0), ('get_y', get_y, n - n_inp, n_inp)):
                 if part is None:
                     continue
-                part = _listify(part)
+                part = listify(part)
                 if len(part) != count:
                     raise ValueError(f'DataBlock has {count} {"input" if name == "get_x" else "target"} block(s) '
                                      f'but {len(part)} {name} function(s) were given: give exactly {count}.')
@@ -65,8 +70,8 @@ class DataBlock:
     def make_datasets(self, items: Any, splits: tuple[list[int], list[int]]) -> Datasets:
         """Datasets of `items` split by `splits`; if setting up fails, say which items the getters fail on."""
         try:
-            return Datasets(items, tfms=self.type_tfms, splits=splits, n_inp=self.n_inp)
-        except Exception as e:
+            return Datasets(items, tfms=self.type_tfms, splits=splits, n_inp=self.n_inp, dls_type=DataLoaders)
+        except Exception:
             explained = self._explain_getter_failures(items)
             if explained is None:
                 raise
@@ -110,13 +115,16 @@ class DataBlock:
 
     def dataloaders(self, source: Any, path: str | Path = '.', verbose: bool = False, **kwargs) -> DataLoaders:
         """`datasets(source)` batched: item_tfms in the workers, batch_tfms on the device."""
-        dsets = self.datasets(source, verbose=verbose)
+        return self.dataloaders_from(self.datasets(source, verbose=verbose), path=path, **kwargs)
+
+    def dataloaders_from(self, dsets: Datasets, path: str | Path = '.', **kwargs) -> DataLoaders:
+        """Loaders over `dsets` with this block's transforms, loader class and arguments (`summary` uses it too)."""
         kwargs = {**self.dls_kwargs, **kwargs}
-        return dsets.dataloaders(path=path, after_item=self.item_tfms, after_batch=self.batch_tfms, **kwargs)
+        return DataLoaders.from_dsets(dsets.train, dsets.valid, path=path, after_item=self.item_tfms,
+                                      after_batch=self.batch_tfms, dl_type=self.dl_type, **kwargs)
 
     def summary(self, source: Any, bs: int = 4, show_batch: bool = False, **kwargs) -> None:
         """Walk one sample and one batch through the pipeline, saying what each step gives and what fails."""
-        from .summary import summarize  # summary narrates the other modules; keep it out of the import path
         summarize(self, source, bs=bs, show_batch=show_batch, **kwargs)
 
     def __repr__(self) -> str:
@@ -149,12 +157,6 @@ def _name(f: Any) -> str:
     return repr(f) if type(f).__repr__ is not object.__repr__ else type(f).__name__
 
 
-def _listify(o: Any) -> list:
-    if o is None:
-        return []
-    return list(o) if isinstance(o, (list, tuple)) else [o]
-
-
 def merge_tfms(*tfm_lists: Sequence[Callable]) -> list[Callable]:
     """All transforms in order, one per class: a later one replaces an earlier one of the same class."""
     merged: dict[Any, Callable] = {}
@@ -170,3 +172,7 @@ def _did_you_mean(kwargs: dict) -> str:
     import difflib
     hints = [f'{k!r} -> {m[0]!r}' for k in kwargs if (m := difflib.get_close_matches(k, _ARGS, n=1))]
     return f" Did you mean {', '.join(hints)}?" if hints else ''
+
+
+# An export keeps a getter that is a registered function (parent_label) wrapped in this: see blocks/registry.py.
+register_for_recipes('transform', _Getter)

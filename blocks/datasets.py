@@ -27,8 +27,9 @@ class TfmdLists:
         return self.tfms.split_idx
 
     def setup(self) -> None:
-        """Set up the transforms (vocabs and such) on the training items only."""
-        self.tfms.setup(_Subset(self.items, self.splits[0]), train_setup=True)
+        """Set up the transforms (vocabs and such) on the training items, each seeing them through those before it."""
+        # The view shares `self.tfms`, which `Pipeline.setup` refills one transform at a time.
+        self.tfms.setup(TfmdLists(_Subset(self.items, self.splits[0]), self.tfms, do_setup=False), train_setup=True)
 
     def subset(self, i: int) -> TfmdLists:
         """The `i`-th split (0 train, 1 valid) with the same transforms, applied as that split."""
@@ -89,8 +90,11 @@ class Datasets:
 
     def __init__(self, items: Sequence, tfms: Sequence[Sequence[Callable] | Pipeline], splits=None,
                  n_inp: int | None = None, split_idx: int | None = None, do_setup: bool = True,
-                 tls: list[TfmdLists] | None = None):
+                 tls: list[TfmdLists] | None = None, dls_type: type | None = None):
         self.items = items
+        # The DataLoaders class `dataloaders()` builds with, handed in (DataBlock.datasets does): loader.py
+        # builds on this module, so this module cannot import it.
+        self.dls_type = dls_type
         self.tls = tls if tls is not None else [
             TfmdLists(items, t, splits=splits, split_idx=split_idx, do_setup=do_setup) for t in tfms]
         self.n_inp = n_inp if n_inp is not None else max(1, len(self.tls) - 1)
@@ -105,7 +109,7 @@ class Datasets:
 
     def subset(self, i: int) -> Datasets:
         return Datasets(_Subset(self.items, self.splits[i]), [], n_inp=self.n_inp,
-                        tls=[tl.subset(i) for tl in self.tls])
+                        tls=[tl.subset(i) for tl in self.tls], dls_type=self.dls_type)
 
     @property
     def train(self) -> Datasets:
@@ -134,7 +138,7 @@ class Datasets:
     def new_items(self, items: Sequence, with_labels: bool = False) -> Datasets:
         """New items through this dataset's (already set-up) pipelines as the validation split; inputs only by default."""
         tls = self.tls if with_labels else self.tls[:self.n_inp]
-        return Datasets(items, [], n_inp=self.n_inp,
+        return Datasets(items, [], n_inp=self.n_inp, dls_type=self.dls_type,
                         tls=[TfmdLists(items, Pipeline(tl.tfms.fs, split_idx=1), do_setup=False) for tl in tls])
 
     @property
@@ -165,10 +169,17 @@ class Datasets:
         loss_type = next((t.loss_type for t in reversed(self.target_tfms) if hasattr(t, 'loss_type')), None)
         return loss_type() if loss_type is not None else None
 
-    def dataloaders(self, bs: int = 64, shuffle_train: bool = True, **kwargs) -> 'DataLoaders':
-        """A train loader (shuffled, last partial batch dropped) and a valid loader (in order)."""
-        from .loader import DataLoaders  # loader builds on datasets, not the other way round
-        return DataLoaders.from_dsets(self.train, self.valid, bs=bs, shuffle_train=shuffle_train, **kwargs)
+    def dataloaders(self, bs: int = 64, shuffle_train: bool = True, **kwargs) -> Any:
+        """A train loader (shuffled, last partial batch dropped) and a valid loader (in order), as in fastai.
+
+        Built by `self.dls_type.from_dsets`; `DataBlock.datasets` sets `dls_type`. A Datasets made by hand
+        needs `Datasets(..., dls_type=DataLoaders)`, or call `DataLoaders.from_dsets(dsets.train, dsets.valid)`.
+        """
+        if self.dls_type is None:
+            raise TypeError('This Datasets does not know which DataLoaders to build: create it with '
+                            'Datasets(..., dls_type=DataLoaders), or call '
+                            'DataLoaders.from_dsets(dsets.train, dsets.valid, bs=...) instead.')
+        return self.dls_type.from_dsets(self.train, self.valid, bs=bs, shuffle_train=shuffle_train, **kwargs)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}: {len(self)} items, ' + ', '.join(repr(tl.tfms) for tl in self.tls)

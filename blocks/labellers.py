@@ -5,12 +5,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ['RegexLabeller', 'using_attr', 'parent_label', 'ColReader', 'ItemGetter', 'AttrGetter', 'noop']
+from .registry import register_for_recipes
 
-
-def noop(x: Any) -> Any:
-    """Return `x` unchanged."""
-    return x
+__all__ = ['RegexLabeller', 'using_attr', 'parent_label', 'ColReader', 'ItemGetter', 'AttrGetter']
 
 
 def parent_label(o: str | Path) -> str:
@@ -89,3 +86,7 @@ class ColReader:
     def __call__(self, row: Any) -> Any:
         vals = [self._read(row, c) for c in self.cols]
         return vals[0] if len(vals) == 1 else vals
+
+
+# What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
+register_for_recipes('function', parent_label)

@@ -13,7 +13,7 @@ from .tensors import as_plain
 from .transform import Pipeline
 
 __all__ = ['DataLoader', 'DataLoaders', 'collate', 'CollateError', 'ItemLoadError', 'default_num_workers',
-           'default_device']
+           'default_device', 'PipelineApply']
 
 
 class CollateError(RuntimeError):
@@ -32,6 +32,10 @@ def default_num_workers() -> int:
     """One worker per core but one, so items load while the main process runs batch transforms and the model."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     return min(max(cores - 1, 0), 8)
+
+
+# How a stage applies one of its pipelines to a value: by default `pipe(x)`; summary() passes one that narrates.
+PipelineApply = Callable[[Pipeline, Any], Any]
 
 
 class DataLoader:
@@ -54,6 +58,38 @@ class DataLoader:
         self.persistent_workers = persistent_workers
         self.n_inp = n_inp if n_inp is not None else getattr(dataset, 'n_inp', 1)
         self._torch_dl = None
+
+    # -- the stages of a batch: iteration (in the workers and here), one_batch and summary() all use these --
+    def load_item(self, i: int, apply: PipelineApply | None = None) -> tuple:
+        """Sample `i` of the dataset after `after_item` (a worker's per-item work); an error names the item."""
+        try:
+            sample = self.dataset[i]
+            return self.after_item(sample) if apply is None else apply(self.after_item, sample)
+        except Exception as e:
+            raise _item_error(self.dataset, i, e) from None
+
+    def collate(self, samples: list[tuple], idxs: Sequence[int] | None = None,
+                apply: PipelineApply | None = None) -> tuple:
+        """`before_batch` on the samples, then stacked into a batch; a CollateError names the items `idxs`."""
+        if len(self.before_batch):
+            samples = self.before_batch(samples) if apply is None else apply(self.before_batch, samples)
+        return collate(samples, names=None if idxs is None else [self.item_name(i) for i in idxs])
+
+    def finish_batch(self, b: tuple, apply: PipelineApply | None = None) -> tuple:
+        """A collated batch moved to the device, then through `after_batch`."""
+        if self.device is not None:
+            b = tuple(_to(o, self.device) for o in b)
+        return self.after_batch(b) if apply is None else apply(self.after_batch, b)
+
+    def first_indices(self, n: int) -> list[int]:
+        """The `n` items `one_batch` (and summary) draw: random ones on a shuffling loader, else the first."""
+        if self.shuffle:
+            return torch.randperm(len(self.dataset))[:n].tolist()
+        return list(range(n))
+
+    def item_name(self, i: int) -> str:
+        """How errors name item `i` of the dataset: `item 3 (images/pug_80.jpg)`."""
+        return _item_name(self.dataset, i)
 
     # -- iteration ---------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple]:
@@ -79,27 +115,23 @@ class DataLoader:
         return self._torch_dl
 
     def _finish(self, b: Any) -> tuple:
-        """Raise a worker's failure here, in the user's process; else re-type, move and run after_batch."""
+        """Raise a worker's failure here, in the user's process; else restore the tensor types and finish."""
         if isinstance(b, _Failure):
             raise b.exc from None
         tensors, types = b
-        b = tuple(_retype(t, typ) for t, typ in zip(tensors, types))
-        if self.device is not None:
-            b = tuple(_to(o, self.device) for o in b)
-        return self.after_batch(b)
+        return self.finish_batch(tuple(_retype(t, typ) for t, typ in zip(tensors, types)))
 
     def one_batch(self) -> tuple:
         """The first batch (without starting worker processes, which one batch does not repay)."""
         n = min(self.bs, len(self.dataset))
         if n == 0:
             raise ValueError('This DataLoader has no items: check the split (is the validation set empty?).')
-        collated = _Collator(self)([_ItemDataset(self)[i] for i in self._first_indices(n)])
-        return self._finish(collated)
+        idxs = self.first_indices(n)
+        return self.finish_batch(self.collate([self.load_item(i) for i in idxs], idxs))
 
-    def _first_indices(self, n: int) -> list[int]:
-        if self.shuffle:
-            return torch.randperm(len(self.dataset))[:n].tolist()
-        return list(range(n))
+    def __getstate__(self) -> dict:
+        # A copy (a spawned worker's, a pickle) never carries the torch loader and its worker processes.
+        return {**self.__dict__, '_torch_dl': None}
 
     # -- decoding and display ----------------------------------------------------------------------------
     def decode(self, b: tuple) -> tuple:
@@ -186,19 +218,19 @@ class _Failure:
 
 
 class _ItemDataset(tud.Dataset):
-    """The torch view of a DataLoader's dataset: sample i through `after_item`, failures captured."""
+    """The torch view of a DataLoader: sample i by `dl.load_item`, a failure captured to be raised later."""
 
     def __init__(self, dl: DataLoader):
-        self.dataset, self.after_item = dl.dataset, dl.after_item
+        self.dl = dl
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dl.dataset)
 
     def __getitem__(self, i: int) -> tuple[int, Any]:
         try:
-            return i, self.after_item(self.dataset[i])
+            return i, self.dl.load_item(i)
         except Exception as e:
-            return i, _Failure(_item_error(self.dataset, i, e))
+            return i, _Failure(e)
 
 
 def _item_name(dataset: Any, i: int) -> str:
@@ -220,10 +252,10 @@ def _item_error(dataset: Any, i: int, e: Exception) -> Exception:
 
 
 class _Collator:
-    """collate_fn: `before_batch`, stack, and strip tensor types (restored in the main process)."""
+    """collate_fn: `dl.collate`, then tensor types stripped to cross processes (restored by `dl._finish`)."""
 
     def __init__(self, dl: DataLoader):
-        self.dataset, self.before_batch = dl.dataset, dl.before_batch
+        self.dl = dl
 
     def __call__(self, indexed: list[tuple[int, Any]]) -> Any:
         idxs = [i for i, _ in indexed]
@@ -232,11 +264,10 @@ class _Collator:
         if failed is not None:
             return failed
         try:
-            samples = self.before_batch(samples) if len(self.before_batch) else samples
-            b = collate(samples, names=[_item_name(self.dataset, i) for i in idxs])
+            b = self.dl.collate(samples, idxs)
         except Exception as e:
             return _Failure(e)
-        return tuple(as_plain(o) for o in b), tuple(type(o) for o in samples[0])
+        return tuple(as_plain(o) for o in b), tuple(type(o) for o in b)
 
 
 def collate(samples: Sequence[tuple], names: Sequence[str] | None = None) -> tuple:
@@ -296,10 +327,13 @@ class DataLoaders:
     @classmethod
     def from_dsets(cls, *dsets: Any, path: str | Path = '.', bs: int = 64, shuffle_train: bool = True,
                    device: torch.device | str | None = None, after_item=None, before_batch=None, after_batch=None,
-                   num_workers: int | None = None, valid_bs: int | None = None, **kwargs) -> DataLoaders:
-        """One loader per dataset: the first shuffles and drops its last partial batch, the others keep order."""
+                   num_workers: int | None = None, valid_bs: int | None = None, dl_type: type | None = None,
+                   **kwargs) -> DataLoaders:
+        """One loader (a `dl_type`, default DataLoader) per dataset: the first shuffles and drops its last
+        partial batch, the others keep order."""
         device = default_device() if device is None else device
-        loaders = [DataLoader(ds, bs=bs if i == 0 else (valid_bs or bs), shuffle=shuffle_train and i == 0,
+        dl_type = DataLoader if dl_type is None else dl_type
+        loaders = [dl_type(ds, bs=bs if i == 0 else (valid_bs or bs), shuffle=shuffle_train and i == 0,
                               drop_last=shuffle_train and i == 0, num_workers=num_workers, after_item=after_item,
                               before_batch=before_batch, after_batch=after_batch, device=device, split_idx=i,
                               **kwargs)

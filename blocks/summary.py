@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from .datasets import Datasets
-from .loader import CollateError, DataLoader, _item_name, collate, default_device
+from .loader import CollateError, DataLoader
 from .transform import Pipeline
 
 __all__ = ['summarize', 'short_repr']
@@ -31,8 +32,12 @@ def short_repr(o: Any) -> str:
 
 
 def summarize(dblock: Any, source: Any, bs: int = 4, show_batch: bool = False, print_fn: Callable = print,
-              **kwargs) -> None:
-    """Print each step of building a sample and a batch with `dblock`; raise a short error where one fails."""
+              **kwargs) -> tuple:
+    """Print each step of building a sample and a batch with `dblock`; raise a short error where one fails.
+
+    The batch is built by the train DataLoader's own stages (`load_item`, `collate`, `finish_batch`), only
+    narrated here, so it is the batch `dls.train.one_batch()` gives for the same random draws; it is returned.
+    """
     p = print_fn
     p('Setting-up type transforms pipelines')
     p(f'Collecting items from {source}')
@@ -47,40 +52,35 @@ def summarize(dblock: Any, source: Any, bs: int = 4, show_batch: bool = False, p
         p(f'Setting up {tl.tfms}')
     _report_labels(p, dsets, items, valid)
 
-    train_ds = dsets.train
-    # The real training path: split 0, shuffled, exactly what the train DataLoader will draw.
-    order = torch.randperm(len(train_ds)).tolist()
+    # The real training loader, built as dataloaders() builds it (split 0, shuffled), at summary's batch size
+    # and without worker processes.
+    real = dblock.dataloaders_from(dsets, **{**kwargs, 'num_workers': 0}).train
+    dl = real.new(bs=bs)
+    order = dl.first_indices(len(dl.dataset))
+    idxs = order[:bs]
     p('\nBuilding one sample')
-    sample = _narrate_sample(p, train_ds, order[0])
+    sample = _narrate_sample(p, dl, idxs[0])
     p(f'\nFinal sample: {short_repr(sample)}\n')
 
-    dl_kwargs = {**dblock.dls_kwargs, **kwargs}
-    dl = DataLoader(train_ds, bs=bs, shuffle=True, drop_last=True, num_workers=0, after_item=dblock.item_tfms,
-                    after_batch=dblock.batch_tfms, device=dl_kwargs.get('device') or default_device(), split_idx=0)
     p(f'Setting up after_item: {dl.after_item}')
     p(f'Setting up before_batch: {dl.before_batch}')
     p(f'Setting up after_batch: {dl.after_batch}')
     p('\nBuilding one batch')
     p('Applying item_tfms to the first sample:')
-    first = _narrate(p, dl.after_item, sample, _item_name(train_ds, order[0]))
-    idxs = order[:bs]
+    first = dl.load_item(idxs[0], apply=partial(_narrate, p, name=dl.item_name(idxs[0]), rename=False))
     p(f'\nAdding the next {len(idxs) - 1} samples')
-    samples = [first] + [_step(p, f'loading {_item_name(train_ds, i)}', lambda i=i: dl.after_item(train_ds[i]))
-                         for i in idxs[1:]]
-    if len(dl.before_batch):
-        p(f'\nApplying before_batch to the list of samples: {dl.before_batch}')
-        samples = dl.before_batch(samples)
-    else:
+    samples = [first] + _step(p, 'loading the next samples', lambda: [dl.load_item(i) for i in idxs[1:]])
+    if not len(dl.before_batch):
         p('\nNo before_batch transform to apply')
-    p('\nCollating items in a batch')
-    batch = _collate_or_explain(p, samples, [_item_name(train_ds, i) for i in idxs])
-    p(f'\nApplying batch_tfms to the batch built')
-    batch = tuple(o.to(dl.device) if isinstance(o, torch.Tensor) else o for o in batch)
-    batch = _narrate(p, dl.after_batch, batch, 'the batch')
-    _check_full_batch(p, dl, order, dl_kwargs.get('bs', 64))
+        p('\nCollating items in a batch')
+    batch = _collate_or_explain(p, dl, samples, idxs, narrate=True)
+    p('\nApplying batch_tfms to the batch built')
+    batch = dl.finish_batch(batch, apply=partial(_narrate, p, name='the batch'))
+    _check_full_batch(p, dl, order[:real.bs])
     p('\nEverything checks out: dataloaders() will build batches like this one.')
     if show_batch:
         dl.show_batch(batch)
+    return batch
 
 
 def _step(p: Callable, what: str, f: Callable) -> Any:
@@ -99,37 +99,58 @@ def _rebuildable(e: Exception) -> bool:
         return False
 
 
-def _narrate_sample(p: Callable, ds: Datasets, i: int) -> tuple:
-    """Each type pipeline of sample `i`, step by step."""
-    parts = []
-    for tl in ds.tls:
-        item = tl.items[i]
-        parts.append(_narrate(p, tl.tfms, item, _item_name(ds, i)))
-    return tuple(parts)
+def _narrate_sample(p: Callable, dl: DataLoader, i: int) -> tuple:
+    """Each type pipeline of sample `i` of the loader's dataset, step by step."""
+    ds = dl.dataset
+    return tuple(_narrate(p, tl.tfms, tl.items[i], dl.item_name(i)) for tl in ds.tls)
 
 
-def _narrate(p: Callable, pipe: Pipeline, x: Any, name: str) -> Any:
+def _narrate(p: Callable, pipe: Pipeline, x: Any, name: str, rename: bool = True) -> Any:
+    """`pipe(x)`, saying what each step gives; a failure names its transform and `name` (also in the error when
+    `rename`: a loader stage names the item itself)."""
     p(f'  {pipe}')
     p(f'    starting from\n      {short_repr(x)}')
-    for t in pipe.fs:
-        try:
-            x = t(x, split_idx=pipe.split_idx)
-        except Exception as e:
-            p(f'    applying {t.name} failed on {name}:\n      {e}')
-            p(f"Error! {t.name} could not process {name}. Fix that item (or filter it out in get_items) "
-              'and run summary() again.')
-            raise type(e)(f'{t.name} failed on {name}: {e}') if _rebuildable(e) else e from None
-        p(f'    applying {t.name} gives\n      {short_repr(x)}')
+    done = 0
+    try:
+        for t, x in pipe.steps(x):
+            done += 1
+            p(f'    applying {t.name} gives\n      {short_repr(x)}')
+    except Exception as e:
+        t = pipe.fs[done]
+        p(f'    applying {t.name} failed on {name}:\n      {e}')
+        p(f"Error! {t.name} could not process {name}. Fix that item (or filter it out in get_items) "
+          'and run summary() again.')
+        if not rename:
+            raise
+        raise type(e)(f'{t.name} failed on {name}: {e}') if _rebuildable(e) else e from None
     return x
 
 
-def _collate_or_explain(p: Callable, samples: list, names: list[str]) -> tuple:
+class _BeforeBatch:
+    """The `apply` summary gives `dl.collate`: runs before_batch (saying so if `narrate`), keeps what it gives."""
+
+    def __init__(self, p: Callable, samples: list, narrate: bool):
+        self.p, self.samples, self.narrate = p, samples, narrate
+
+    def __call__(self, pipe: Pipeline, samples: list) -> list:
+        if self.narrate:
+            self.p(f'\nApplying before_batch to the list of samples: {pipe}')
+        self.samples = pipe(samples)
+        if self.narrate:
+            self.p('\nCollating items in a batch')
+        return self.samples
+
+
+def _collate_or_explain(p: Callable, dl: DataLoader, samples: list, idxs: list[int], narrate: bool) -> tuple:
+    """`dl.collate`; when it fails, fastai's diagnosis of what reached collate, then the loader's own error."""
+    before_batch = _BeforeBatch(p, samples, narrate)
     try:
-        return collate(samples, names=names)
+        return dl.collate(samples, idxs, apply=before_batch)
     except CollateError as e:
+        reached = before_batch.samples
         p("Error! It's not possible to collate your items in a batch")
-        for k in range(len(samples[0])):
-            col = [s[k] for s in samples]
+        for k in range(len(reached[0])):
+            col = [s[k] for s in reached]
             if not isinstance(col[0], torch.Tensor):
                 p(f'{type(col[0]).__name__} is not collatable')
                 break
@@ -143,21 +164,13 @@ def _collate_or_explain(p: Callable, samples: list, names: list[str]) -> tuple:
         raise CollateError(str(e)) from None
 
 
-def _check_full_batch(p: Callable, dl: DataLoader, order: list[int], bs: int) -> None:
+def _check_full_batch(p: Callable, dl: DataLoader, idxs: list[int]) -> None:
     """Collate a whole first batch of the real size too: a few samples can agree where 64 do not."""
-    idxs = order[:bs]
     if len(idxs) <= dl.bs:
         return
-    names = [_item_name(dl.dataset, i) for i in idxs]
-    samples = []
-    for i, name in zip(idxs, names):
-        try:
-            samples.append(dl.after_item(dl.dataset[i]))
-        except Exception as e:
-            p(f'\nError! Checking a full batch of {len(idxs)}: could not load {name}: {e}')
-            raise type(e)(f'Could not load {name}: {e}') if _rebuildable(e) else e from None
+    samples = _step(p, f'checking a full batch of {len(idxs)}', lambda: [dl.load_item(i) for i in idxs])
     p(f'\nCollating a full batch of {len(idxs)} training samples (as dataloaders will)')
-    _collate_or_explain(p, samples, names)
+    _collate_or_explain(p, dl, samples, idxs, narrate=False)
 
 
 def _report_missing_files(p: Callable, items: Any) -> None:

@@ -5,7 +5,7 @@ import inspect
 import random
 import types
 import typing
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -251,21 +251,29 @@ class Pipeline:
         self.fs: list[Transform] = sorted((_as_transform(f) for f in funcs), key=lambda t: t.order)
 
     def setup(self, items: Any = None, train_setup: bool = False) -> None:
-        """Set up each transform on the items as transformed by the ones before it."""
-        from .datasets import TfmdLists  # the one place a pipeline needs lazily-transformed items
+        """Set up each transform in turn on `items`, with `self.fs` holding only those set up so far.
+
+        A view of the items through this very pipeline (`TfmdLists.setup` passes one) thus shows each transform
+        the items as transformed by the ones before it, as in fastai.
+        """
         tfms, self.fs = self.fs, []
-        for t in tfms:
-            self.fs.append(t)
-            if items is not None:
-                t.setup(TfmdLists(items, Pipeline(self.fs[:-1], split_idx=self.split_idx), do_setup=False)
-                        if len(self.fs) > 1 else items, train_setup)
-            else:
-                t.setup(None, train_setup)
+        try:
+            for t in tfms:
+                t.setup(items, train_setup)
+                self.fs.append(t)
+        finally:
+            self.fs = tfms
 
     def __call__(self, x: Any) -> Any:
         for f in self.fs:
             x = f(x, split_idx=self.split_idx)
         return x
+
+    def steps(self, x: Any) -> Iterator[tuple[Transform, Any]]:
+        """Apply the transforms in turn as `__call__` does, yielding each one with what it gives (for `summary`)."""
+        for f in self.fs:
+            x = f(x, split_idx=self.split_idx)
+            yield f, x
 
     def decode(self, x: Any, full: bool = True) -> Any:
         for f in reversed(self.fs):

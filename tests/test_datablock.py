@@ -6,6 +6,7 @@ import torch
 
 from blocklearn.blocks.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
 from blocklearn.blocks.datablock import DataBlock
+from blocklearn.blocks.datasets import Datasets
 from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
 from blocklearn.blocks.loader import CollateError
 from blocklearn.blocks.splitters import GrandparentSplitter, RandomSplitter
@@ -101,3 +102,28 @@ def test_without_resize_collate_names_the_files_and_the_fix(pets_folder):
     msg = str(e.value)
     assert 'they have different sizes' in msg and 'item_tfms=Resize(460)' in msg
     assert re.search(r'(Bombay|great_pyrenees)_\d\.jpg\)?\s+3x(40x50|50x40)', msg)
+
+
+def test_datasets_dataloaders_as_in_fastai(photos):
+    dsets = pets_block().datasets(photos)
+    dls = dsets.dataloaders(bs=8, num_workers=0, after_item=[Resize(32), ToTensor()])
+    x, y = dls.one_batch()
+    assert x.shape == (8, 3, 32, 32) and len(dls.train) == 112 // 8 and dls.vocab == dsets.vocab
+    by_hand = Datasets(list(range(4)), [[lambda o: o * 2]], splits=[[0, 1, 2], [3]])
+    with pytest.raises(TypeError, match=r'dls_type=DataLoaders.*DataLoaders.from_dsets'):
+        by_hand.dataloaders()
+    assert by_hand.train[2] == (4,)
+
+
+def test_blocks_import_only_to_their_left():
+    """In blocks/, transform <- datasets <- loader <- datablock: no import to the right, not even in a function."""
+    import ast
+    from pathlib import Path
+    chain = ['transform', 'datasets', 'loader', 'datablock']
+    folder = Path(__file__).resolve().parents[1] / 'blocks'
+    for k, name in enumerate(chain):
+        tree = ast.parse((folder / f'{name}.py').read_text())
+        imported = {(node.module or '').rpartition('.')[2] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {a.name.rpartition('.')[2] for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                     for a in node.names}
+        assert not imported & set(chain[k + 1:]), (name, imported & set(chain[k + 1:]))

@@ -5,11 +5,11 @@ import torch
 
 from blocklearn.blocks.block import CategoryBlock
 from blocklearn.blocks.datablock import DataBlock
-from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
-from blocklearn.blocks.loader import DataLoader, DataLoaders, collate
+from blocklearn.blocks.labellers import RegexLabeller, using_attr
+from blocklearn.blocks.loader import DataLoader, collate
 from blocklearn.blocks.splitters import RandomSplitter
 from blocklearn.vision.block import ImageBlock
-from blocklearn.vision.core import PILImage, TensorImage
+from blocklearn.vision.core import TensorImage
 from blocklearn.vision.data import ImageDataLoaders, get_image_files
 from blocklearn.vision.resize import Resize
 
@@ -50,8 +50,7 @@ def test_bad_file_in_a_worker_is_raised_cleanly_with_its_name(pets_folder):
     assert 'Bombay_99.jpg' in msg and 'DataLoader worker' not in msg and 'Traceback' not in msg
 
 
-def test_label_only_in_valid_is_named(tmp_path):
-    from conftest import write_image
+def test_label_only_in_valid_is_named(tmp_path, write_image):
     for i in range(4):
         write_image(tmp_path / 'train' / 'cat' / f'{i}.png')
         write_image(tmp_path / 'valid' / 'cat' / f'{i}.png')
@@ -68,7 +67,7 @@ def test_test_dl_uses_validation_transforms(photos):
     dl = dls.test_dl(files)
     (x,) = dl.one_batch()
     assert x.shape == (5, 3, 32, 32) and len(dl) == 1
-    assert torch.equal(x, dls.valid.one_batch()[0][:0].new_empty(0)) or x.shape[0] == 5
+    assert torch.equal(x, torch.cat([dls.test_dl([f]).one_batch()[0] for f in files]))   # item by item, the same
     xv = dls.test_dl([dls.valid_ds.items[0]]).one_batch()[0]
     assert torch.equal(xv[0], dls.valid.one_batch()[0][0])       # same transforms as valid, centred crop
 
@@ -113,3 +112,32 @@ def test_empty_folder_and_no_matching_regex(tmp_path, pets_folder):
     with pytest.raises(ValueError, match=r'(?s)failed on 3 of 15 items: IMG-0001.jpg, photo \(2\).jpg, scan.jpg.*the regex') as e:
         small_dls(pets_folder)
     assert "does not match 'IMG-0001.jpg'" in str(e.value)
+
+
+class FlipDL(DataLoader):
+    """A loader whose per-item stage mirrors each image: the override must reach the workers and one_batch."""
+
+    def load_item(self, i, apply=None):
+        x, y = super().load_item(i, apply)
+        return x.flip(-1), y
+
+
+def test_stages_build_one_batch_and_the_worker_batches(photos):
+    dls = small_dls(photos, bs=8, num_workers=0)
+    valid = dls.valid
+    idxs = valid.first_indices(8)
+    staged = valid.finish_batch(valid.collate([valid.load_item(i) for i in idxs], idxs))
+    x, y = valid.one_batch()
+    assert idxs == list(range(8)) and torch.equal(staged[0], x) and torch.equal(staged[1], y)
+    flip = FlipDL(valid.dataset, bs=8, num_workers=1, after_item=valid.after_item, after_batch=valid.after_batch)
+    xf, yf = next(iter(flip))                       # built in a worker process
+    assert type(xf) is TensorImage and torch.equal(xf, x.flip(-1)) and torch.equal(yf, y)
+    assert torch.equal(flip.one_batch()[0], xf)
+
+
+def test_load_item_names_the_item(pets_folder):
+    (pets_folder / 'Bombay_99.jpg').write_text('not an image')
+    dls = small_dls(pets_folder, bs=4, num_workers=0)
+    dl, bad = next((dl, i) for dl in dls.loaders for i, o in enumerate(dl.items) if o.name == 'Bombay_99.jpg')
+    with pytest.raises(Exception, match=rf'Could not load item {bad} \(.*Bombay_99.jpg\)'):
+        dl.load_item(bad)

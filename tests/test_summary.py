@@ -1,12 +1,14 @@
 """summary(): the sections SPEC lists, and a diagnosis (files, shapes, fix) when collation fails."""
+import random
 import re
 
-import pytest
+import torch
 
 from blocklearn.blocks.block import CategoryBlock
 from blocklearn.blocks.datablock import DataBlock
 from blocklearn.blocks.labellers import RegexLabeller, parent_label, using_attr
-from blocklearn.blocks.loader import CollateError
+from blocklearn.blocks.loader import CollateError, DataLoader
+from blocklearn.blocks.summary import summarize
 from blocklearn.blocks.splitters import FuncSplitter, GrandparentSplitter, RandomSplitter
 from blocklearn.vision.augment import aug_transforms
 from blocklearn.vision.block import ImageBlock
@@ -60,8 +62,7 @@ def test_pets_summary_passes_and_narrates_batch_tfms(photos):
     assert 'Collating a full batch of 64 training samples' in out
 
 
-def test_summary_reports_labels_only_in_valid_and_empty_split(tmp_path):
-    from conftest import write_image
+def test_summary_reports_labels_only_in_valid_and_empty_split(tmp_path, write_image):
     for i in range(3):
         write_image(tmp_path / 'train' / 'cat' / f'{i}.png')
         write_image(tmp_path / 'valid' / 'cat' / f'{i}.png')
@@ -95,3 +96,51 @@ def test_summary_names_an_unreadable_file(pets_folder):
     out, err = run_summary(block, pets_folder, bs=12)
     assert 'Warning: 1 item(s) are missing or empty files, e.g.' in out and 'Bombay_7.jpg' in out
     assert err is not None and 'Bombay_7.jpg' in str(err)
+
+
+def reverse_samples(samples):
+    return samples[::-1]
+
+
+def test_summary_batch_is_the_loaders_one_batch(photos):
+    """summary runs the train loader's own stages: a before_batch given to dataloaders(), the random train crop
+    and the random batch augmentation come out exactly as in `dls.train.one_batch()` for the same seed."""
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      splitter=RandomSplitter(seed=42), get_y=using_attr(RegexLabeller(PAT), 'name'),
+                      item_tfms=Resize(48), batch_tfms=aug_transforms(size=32))
+    kw = dict(before_batch=[reverse_samples], device='cpu')
+    random.seed(1), torch.manual_seed(1)
+    got = summarize(block, photos, bs=4, print_fn=lambda *a: None, **kw)
+    dls = block.dataloaders(photos, bs=4, num_workers=0, **kw)
+    random.seed(1), torch.manual_seed(1)
+    want = dls.train.one_batch()
+    assert type(got[0]) is type(want[0]) and got[0].shape == (4, 3, 32, 32)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+class RecordingDL(DataLoader):
+    """A loader that records its stages, so a test can see summary go through them rather than around them."""
+    calls: list[str] = []
+
+    def load_item(self, i, apply=None):
+        RecordingDL.calls.append('load_item')
+        return super().load_item(i, apply)
+
+    def collate(self, samples, idxs=None, apply=None):
+        RecordingDL.calls.append('collate')
+        return super().collate(samples, idxs, apply)
+
+    def finish_batch(self, b, apply=None):
+        RecordingDL.calls.append('finish_batch')
+        return super().finish_batch(b, apply)
+
+
+def test_summary_drives_the_dl_type_stages(photos):
+    RecordingDL.calls.clear()
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, dl_type=RecordingDL,
+                      splitter=RandomSplitter(seed=42), get_y=using_attr(RegexLabeller(PAT), 'name'),
+                      item_tfms=Resize(32))
+    out, err = run_summary(block, photos, bs=4)
+    assert err is None, out
+    assert RecordingDL.calls[:6] == ['load_item'] * 4 + ['collate', 'finish_batch']
+    assert isinstance(block.dataloaders(photos, num_workers=0).train, RecordingDL)

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from blocklearn.blocks.tensors import TensorBase, TensorCategory
@@ -107,3 +106,27 @@ def test_dispatch_is_cached_per_type():
     assert t._encodes.cache[int][0].__name__ == 'encodes'
     t('a')
     assert t._encodes.cache[str] is None
+
+
+class Seen(Transform):
+    """Remembers the items it was set up on."""
+    order = 10
+
+    def setups(self, items):
+        self.items = list(items)
+
+
+def test_setup_shows_each_transform_the_items_through_those_before_it():
+    from blocklearn.blocks.datasets import TfmdLists
+    seen = Seen()
+    tl = TfmdLists([1, 2, 3], [Twice(), AddOne(), seen], splits=[[0, 1], [2]])
+    assert seen.items == [4, 6] and tl[2] == 8          # AddOne (order 0) then Twice (5) ran before it
+    raw = Seen()
+    pipe = Pipeline([AddOne(), raw])
+    pipe.setup([1, 2])
+    assert raw.items == [1, 2] and len(pipe) == 2     # a plain list is handed over as it is
+
+
+def test_steps_apply_like_call():
+    p = Pipeline([Twice(), AddOne()])
+    assert [(t.name, x) for t, x in p.steps(3)] == [('AddOne', 4), ('Twice', 8)] and p(3) == 8
