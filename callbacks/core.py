@@ -6,7 +6,7 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ['Callback', 'events', 'event', 'inner_events', 'noop', 'snake_name',
+__all__ = ['Callback', 'events', 'event', 'inner_events', 'snake_name',
            'CancelBatchException', 'CancelTrainException', 'CancelValidException', 'CancelEpochException',
            'CancelFitException', 'CancelStepException', 'CancelBackwardException']
 
@@ -16,13 +16,17 @@ events: tuple[str, ...] = (
     'before_validate', 'after_validate', 'after_epoch', 'after_fit',
     'after_cancel_batch', 'after_cancel_train', 'after_cancel_validate', 'after_cancel_epoch',
     'after_cancel_fit', 'after_cancel_step', 'after_cancel_backward',
+    'cleanup_batch', 'cleanup_train', 'cleanup_validate', 'cleanup_epoch', 'cleanup_fit',
 )
+# `cleanup_<level>` fires in a `finally` after `after_<level>`: also when the level raised (an error, Ctrl-C),
+# so a callback restores what it changed (autocast, bars, weights) before the exception goes on.
 event = SimpleNamespace(**{name: name for name in events})
 
 # Events of a single batch: `run_train`/`run_valid` decide whether a callback sees them.
 inner_events: frozenset[str] = frozenset({
     'before_batch', 'after_pred', 'after_loss', 'before_backward', 'after_backward', 'before_step',
-    'after_step', 'after_batch', 'after_cancel_batch', 'after_cancel_step', 'after_cancel_backward'})
+    'after_step', 'after_batch', 'after_cancel_batch', 'after_cancel_step', 'after_cancel_backward',
+    'cleanup_batch'})
 
 
 class CancelBatchException(Exception):
@@ -51,10 +55,6 @@ class CancelStepException(Exception):
 
 class CancelBackwardException(Exception):
     """Skip the backward pass of this batch; `after_cancel_backward` then `after_backward` run."""
-
-
-def noop(*args: Any, **kwargs: Any) -> None:
-    """Do nothing: the logger of a Learner inside `no_logging()`."""
 
 
 class Callback:

@@ -41,10 +41,8 @@ class MixedPrecision(Callback):
     def after_loss(self) -> None:
         self._exit()
 
-    def after_cancel_batch(self) -> None:
-        self._exit()
-
-    def after_fit(self) -> None:
+    def cleanup_batch(self) -> None:
+        # Also after an error or Ctrl-C in the forward pass: autocast must not stay on for the process.
         self._exit()
 
     def before_backward(self) -> None:

@@ -28,7 +28,6 @@ class LRFinder(Callback):
         # In memory, deep-copied: put back bit for bit after the search, no file involved.
         self._model_state = copy.deepcopy(learn.model.state_dict())
         self._opt_state = copy.deepcopy(learn.opt.state_dict())
-        self._modes = [m.training for m in learn.model.modules()]
         self.best_loss = math.inf
 
     def before_batch(self) -> None:
@@ -48,11 +47,12 @@ class LRFinder(Callback):
     def before_validate(self) -> None:
         raise CancelValidException()
 
-    def after_fit(self) -> None:
+    def cleanup_fit(self) -> None:
+        # In cleanup, so an error or Ctrl-C mid-search also puts back the weights of before the search.
         learn = self.learn
+        if not hasattr(self, '_model_state'):
+            return
         learn.opt.zero_grad()
         learn.model.load_state_dict(self._model_state)
         learn.opt.load_state_dict(self._opt_state)
-        for module, mode in zip(learn.model.modules(), self._modes):
-            module.training = mode
         del self._model_state, self._opt_state

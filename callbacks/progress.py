@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastprogress.fastprogress import master_bar, progress_bar
+from fastprogress.fastprogress import ConsoleProgressBar, master_bar, progress_bar
 
-from blocklearn.callbacks.core import Callback, noop
+from blocklearn.blocks.basics import noop
+from blocklearn.callbacks.core import Callback
 
 __all__ = ['ProgressCallback']
 
@@ -22,7 +23,8 @@ class ProgressCallback(Callback):
         self._next_draw = 0.0
 
     def before_fit(self) -> None:
-        self.mbar = master_bar(range(self.learn.n_epoch))
+        # Over the epochs this fit runs: a resumed fit (start_epoch > 0) starts its bar at 0 like any other.
+        self.mbar = master_bar(range(self.learn.n_epoch - self.learn.start_epoch))
         if self.learn.logger is not noop:
             self.learn.logger = self._write_stats
             recorder = getattr(self.learn, 'recorder', None)
@@ -31,7 +33,7 @@ class ProgressCallback(Callback):
 
     def before_epoch(self) -> None:
         if self.mbar is not None:
-            self.mbar.update(self.learn.epoch)
+            self.mbar.update(self.learn.epoch - self.learn.start_epoch)
 
     def before_train(self) -> None:
         self._launch()
@@ -57,7 +59,15 @@ class ProgressCallback(Callback):
     def after_validate(self) -> None:
         self._close()
 
-    def after_fit(self) -> None:
+    def cleanup_train(self) -> None:
+        self._close(interrupted=True)
+
+    def cleanup_validate(self) -> None:
+        self._close(interrupted=True)
+
+    def cleanup_fit(self) -> None:
+        # After the last epoch, a Cancel, an error or Ctrl-C alike: no bar is left open.
+        self._close(interrupted=True)
         if self.mbar is not None:
             self.mbar.on_iter_end()
         self.mbar = None
@@ -67,10 +77,15 @@ class ProgressCallback(Callback):
         self.pbar.update(0)
         self._next_draw = time.monotonic() + self.refresh
 
-    def _close(self) -> None:
-        # A bar that reached its total has closed itself; one cut short by a Cancel must be closed here.
-        if self.pbar is not None and self.pbar.last_v is not None:
+    def _close(self, interrupted: bool = False) -> None:
+        # A bar that reached its total has closed itself; one cut short by a Cancel must be closed here. One still
+        # open at cleanup was cut by an error or Ctrl-C: end its line, so the traceback starts on a line of its own.
+        if self.pbar is None:
+            return
+        if self.pbar.last_v is not None:
             self.pbar.on_iter_end()
+            if interrupted and isinstance(self.pbar, ConsoleProgressBar):
+                print(flush=True)
         self.pbar = None
 
     def _write_stats(self, log: list) -> None:

@@ -1,7 +1,5 @@
-"""TrainEvalCallback: keeps the model's train/eval mode and the training counters up to date."""
+"""TrainEvalCallback: counts the training progress (`train_iter`, `pct_train`, `epoch`) that schedules read."""
 from __future__ import annotations
-
-import torch.nn as nn
 
 from blocklearn.callbacks.core import Callback
 
@@ -9,28 +7,15 @@ __all__ = ['TrainEvalCallback']
 
 
 class TrainEvalCallback(Callback):
-    """Switch the model between `train()` and `eval()` and count `train_iter`, `pct_train`, `epoch`."""
+    """Count `train_iter` and `pct_train` over the fit (from `start_epoch` when resuming); the loop sets the modes."""
     order = -10
 
     def before_fit(self) -> None:
         learn = self.learn
-        device = getattr(learn.dls, 'device', None)
-        if device is not None:
-            learn.model.to(device)
-            if isinstance(learn.loss_func, nn.Module):
-                learn.loss_func.to(device)
         self._total = max(1, learn.n_epoch * len(learn.dls.train))
         learn.train_iter = learn.start_epoch * len(learn.dls.train)
         learn.pct_train = learn.train_iter / self._total
         learn.epoch = learn.start_epoch
-
-    def before_train(self) -> None:
-        self.learn.training = True
-        self.learn.model.train()
-
-    def before_validate(self) -> None:
-        self.learn.training = False
-        self.learn.model.eval()
 
     def after_batch(self) -> None:
         learn = self.learn

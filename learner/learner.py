@@ -1,35 +1,50 @@
-"""Learner: the training loop, its events and callbacks, the optimizer's groups, save and load."""
+"""Learner: the training loop, its events and callbacks, the optimizer's groups, save and load.
+
+The one class of the package: training policies (fit.py), lr_find (lr_find.py), inference (predict.py, tta.py,
+show_results.py) and export (export.py) are functions of a learner that this class names as methods."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn as nn
 
+from blocklearn.blocks.basics import listify, noop
 from blocklearn.blocks.rng import get_rng_state, set_rng_state
 from blocklearn.blocks.safe_io import atomic_save, safe_load
 from blocklearn.blocks.tensors import as_plain
 from blocklearn.callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
-                            CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
+                                      CancelFitException, CancelStepException, CancelTrainException,
+                                      CancelValidException, events)
 from blocklearn.callbacks.fp16 import MixedPrecision
 from blocklearn.callbacks.progress import ProgressCallback
 from blocklearn.callbacks.recorder import Recorder
 from blocklearn.callbacks.train_eval import TrainEvalCallback
-from blocklearn.learner.callback_host import CallbackHost, listify
-from blocklearn.learner.export import ExportMixin
-from blocklearn.learner.fit import FitMixin
-from blocklearn.learner.lr_find import LRFindMixin
+from blocklearn.learner.callback_host import LEVELS, handler_table, quiet_levels, training_loop_outline
+from blocklearn.learner.export import export_learner
+from blocklearn.learner.fit import fine_tune, fit_flat_cos, fit_one_cycle, fit_sgdr
+from blocklearn.learner.lr_find import lr_find
 from blocklearn.learner.metrics import as_metric
 from blocklearn.learner.optimizer import Adam, Optimizer, norm_bias_params, trainable_params
-from blocklearn.learner.predict import PredictMixin
+from blocklearn.learner.predict import get_preds, predict
+from blocklearn.learner.show_results import show_results
+from blocklearn.learner.tta import tta
 
 __all__ = ['Learner', 'default_callbacks']
 
 default_callbacks: tuple[type[Callback], ...] = (TrainEvalCallback, Recorder, ProgressCallback)
 
-class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin, ExportMixin):
+
+class Learner:
     """Trains `model` on `dls` with `loss_func` and `opt_func`, calling each callback at each event."""
+
+    # fastai's method names for the functions of a learner that live in their own modules.
+    fit_one_cycle, fit_flat_cos, fit_sgdr, fine_tune = fit_one_cycle, fit_flat_cos, fit_sgdr, fine_tune
+    lr_find = lr_find
+    get_preds, predict, tta, show_results = get_preds, predict, tta, show_results
+    export = export_learner
 
     def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
                  lr: float | slice = 1e-3, splitter: Callable[[nn.Module], Iterable] = trainable_params,
@@ -54,16 +69,123 @@ class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin, ExportMixin):
         self.training, self.epoch, self.n_epoch, self.start_epoch = False, 0, 1, 0
         self.iter, self.n_iter, self.train_iter, self.pct_train = 0, 0, 0, 0.0
         self.dl = self.pred = self.loss = self.loss_grad = self.smooth_loss = self.final_record = None
+        self.b: tuple = ()  # the batch as the loader gave it (typed tensors, for decoding)
         self.xb: tuple = ()
         self.yb: tuple = ()
         self.cbs: list[Callback] = []
-        self._handlers: dict[str, tuple[bool, list]] = {}
+        self._handlers = handler_table([])
+        self._quiet_levels = quiet_levels(self._handlers)
         self._device: torch.device | None = None
         self._n_inp: int = getattr(dls, 'n_inp', 1)
-        self._sort_cbs()
         self.add_cbs([cb() for cb in default_callbacks] if default_cbs else [])
         self.add_cbs(listify(cbs))
         self('after_create')
+
+    # ---- callbacks and events --------------------------------------------------------------------------
+    def __call__(self, event_name: str | Iterable[str]) -> None:
+        """Fire `event_name` (or each of a list of names) on the callbacks, in `order`."""
+        if not isinstance(event_name, str):
+            for name in event_name:
+                self(name)
+            return
+        try:
+            inner, handlers = self._handlers[event_name]
+        except KeyError:
+            raise ValueError(f"Unknown event {event_name!r}: events are {', '.join(events)}.") from None
+        if not handlers:
+            return
+        if inner:
+            training = self.training
+            for cb, fn in handlers:
+                if cb.run_train if training else cb.run_valid:
+                    fn()
+        else:
+            for _, fn in handlers:
+                fn()
+
+    def add_cb(self, cb: Callback | type) -> Learner:
+        """Add a callback (instance or class), reachable as `learn.<cb.name>`."""
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"cbs must be Callback instances or classes, got {type(cb).__name__}.")
+        existing = getattr(type(self), cb.name, None)
+        if existing is not None or (cb.name in self.__dict__ and not isinstance(self.__dict__[cb.name], Callback)):
+            raise ValueError(f"A callback named {cb.name!r} would hide the Learner attribute of that name: "
+                             f"rename the callback class.")
+        cb.learn = self
+        setattr(self, cb.name, cb)
+        self.cbs.append(cb)
+        self._sort_cbs()
+        return self
+
+    def add_cbs(self, cbs: Iterable[Callback | type]) -> Learner:
+        """Add each callback of `cbs`."""
+        for cb in cbs:
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback | type) -> Learner:
+        """Remove a callback instance, or every callback of a class."""
+        targets = [c for c in self.cbs if c is cb or (isinstance(cb, type) and isinstance(c, cb))]
+        for c in targets:
+            self.cbs.remove(c)
+            c.learn = None
+            if self.__dict__.get(c.name) is c:
+                delattr(self, c.name)
+        for c in self.cbs:
+            # Another callback of the same name takes the attribute back.
+            self.__dict__.setdefault(c.name, c)
+        self._sort_cbs()
+        return self
+
+    def remove_cbs(self, cbs: Iterable[Callback | type]) -> Learner:
+        """Remove each callback of `cbs`."""
+        for cb in list(cbs):
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Iterable | Callback | type | None) -> Iterator[Learner]:
+        """Add `cbs` for the duration of a `with` block."""
+        added = [cb() if isinstance(cb, type) else cb for cb in listify(cbs)]
+        self.add_cbs(added)
+        try:
+            yield self
+        finally:
+            self.remove_cbs(added)
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs: Iterable[Callback]) -> Iterator[Learner]:
+        """Remove `cbs` for the duration of a `with` block."""
+        removed = [cb for cb in cbs if cb in self.cbs]
+        self.remove_cbs(removed)
+        try:
+            yield self
+        finally:
+            self.add_cbs(removed)
+
+    def no_bar(self) -> contextlib.AbstractContextManager:
+        """A `with` block without progress bars."""
+        return self.removed_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
+
+    @contextlib.contextmanager
+    def no_logging(self) -> Iterator[Learner]:
+        """A `with` block that prints no results table."""
+        logger, self.logger = self.logger, noop
+        try:
+            yield self
+        finally:
+            self.logger = logger
+
+    def show_training_loop(self) -> None:
+        """Print the loop's events, indented by level, with the callbacks that run at each."""
+        print(training_loop_outline(self._handlers))
+
+    def _sort_cbs(self) -> None:
+        self.cbs.sort(key=lambda cb: cb.order)
+        self._handlers = handler_table(self.cbs)
+        self._quiet_levels = quiet_levels(self._handlers)
 
     # ---- optimizer -------------------------------------------------------------------------------------
     def create_opt(self) -> None:
@@ -111,41 +233,112 @@ class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin, ExportMixin):
                 self.opt.set_hyper('wd', wd)
             self.opt.set_hyper('lr', self.lr if lr is None else lr)
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
-            self._n_inp = getattr(self.dls, 'n_inp', 1)
+            self._to_dls_device()
             try:
                 self._with_events(self._do_fit, 'fit', CancelFitException)
             finally:
                 self.logger = logger
-                self.dl, self.xb, self.yb, self.pred, self.loss, self.loss_grad = None, (), (), None, None, None
+
+    def validate(self, ds_idx: int = 1, dl: Iterable | None = None,
+                 cbs: Iterable | Callback | None = None) -> list[float | None]:
+        """One validation pass over `dl` (default `dls[ds_idx]`): `[valid_loss, *metrics]`."""
+        if getattr(self, 'recorder', None) is None:
+            raise ValueError("validate() reads its results from the Recorder: create the Learner with "
+                             "default_cbs=True or add Recorder().")
+        self.run_validation(self.dls[ds_idx] if dl is None else dl, cbs)
+        return self.recorder.valid_record
+
+    def run_validation(self, dl: Iterable, cbs: Iterable | Callback | None = None) -> None:
+        """The validation level of the loop over `dl`, with `cbs` added: what `validate` and `get_preds` run."""
+        with self.added_cbs(cbs):
+            self._do_validate(dl)
+
+    def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
+        # before_X, f, after_X; the level's Cancel runs after_cancel_X then after_X; cleanup_X always runs, last.
+        before, after, cancel, *cleanup = LEVELS[level]
+        if level in self._quiet_levels:
+            # No callback listens to this level, so firing its events would do nothing; `f` may still raise the
+            # level's Cancel (from a callback deeper in), which ends it just the same.
+            try:
+                f()
+            except exc:
+                pass
+            return
+        try:
+            try:
+                self(before)
+                f()
+            except exc:
+                self(cancel)
+            self(after)
+        except BaseException:
+            if cleanup:
+                self._cleanup(cleanup[0], raising=False)
+            raise
+        if cleanup and self._handlers[cleanup[0]][1]:
+            self._cleanup(cleanup[0], raising=True)
+
+    def _cleanup(self, event_name: str, raising: bool) -> None:
+        # Every handler runs even if one fails: each restores something of its own. The first failure is raised
+        # unless an exception is already on its way out (that one matters more, and keeps its traceback).
+        first: BaseException | None = None
+        inner, handlers = self._handlers[event_name]
+        for cb, fn in handlers:
+            if inner and not (cb.run_train if self.training else cb.run_valid):
+                continue
+            try:
+                fn()
+            except BaseException as e:
+                first = first or e
+        if first is not None and raising:
+            raise first
 
     def _do_fit(self) -> None:
-        for epoch in range(self.start_epoch, self.n_epoch):
-            self.epoch = epoch
-            self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+        try:
+            for epoch in range(self.start_epoch, self.n_epoch):
+                self.epoch = epoch
+                self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+        finally:
+            # Whatever ended the fit, the model is left ready for inference and holds no batch.
+            self._end_phase()
 
     def _do_epoch(self) -> None:
-        self.dl = self.dls.train
-        self._with_events(self.all_batches, 'train', CancelTrainException)
-        self._do_validate()
+        self._do_train()
+        self._do_validate(self.dls.valid)
 
-    def _do_validate(self, dl: Iterable | None = None) -> None:
-        self.dl = self.dls.valid if dl is None else dl
-        with torch.no_grad():
-            self._with_events(self.all_batches, 'validate', CancelValidException)
+    def _do_train(self) -> None:
+        self.dl, self.training = self.dls.train, True
+        self.model.train()
+        self._with_events(self.all_batches, 'train', CancelTrainException)
+
+    def _do_validate(self, dl: Iterable) -> None:
+        self.dl, self.training = dl, False
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self._with_events(self.all_batches, 'validate', CancelValidException)
+        finally:
+            self._end_phase()
+
+    def _end_phase(self) -> None:
+        self.training = False
+        self.model.eval()
+        self.dl, self.b, self.xb, self.yb, self.pred, self.loss, self.loss_grad = None, (), (), (), None, None, None
 
     def all_batches(self) -> None:
         """Run `one_batch` on every batch of `self.dl`."""
         self.n_iter = len(self.dl)
         self._device = _model_device(self.model)
+        self._n_inp = getattr(self.dl, 'n_inp', getattr(self.dls, 'n_inp', 1))
         for i, b in enumerate(self.dl):
             self.one_batch(i, b)
 
     def one_batch(self, i: int, b: tuple) -> None:
         """Run the batch events on batch `b` (inputs then targets, split by `dls.n_inp`)."""
-        self.iter = i
-        b = _to_model_inputs(b, self._device)
+        self.iter, self.b = i, tuple(b)
+        mb = _to_model_inputs(self.b, self._device)
         n_inp = self._n_inp
-        self.xb, self.yb = b[:n_inp], b[n_inp:]
+        self.xb, self.yb = mb[:n_inp], mb[n_inp:]
         # Cleared so a batch cancelled early never shows callbacks the previous batch's results.
         self.pred = self.loss = self.loss_grad = None
         self._with_events(self._do_one_batch, 'batch', CancelBatchException)
@@ -166,16 +359,12 @@ class Learner(CallbackHost, FitMixin, LRFindMixin, PredictMixin, ExportMixin):
     def _backward(self) -> None:
         self.loss_grad.backward()
 
-    def validate(self, ds_idx: int = 1, dl: Iterable | None = None,
-                 cbs: Iterable | Callback | None = None) -> list[float | None]:
-        """One validation pass over `dl` (default `dls[ds_idx]`): `[valid_loss, *metrics]`."""
-        if getattr(self, 'recorder', None) is None:
-            raise ValueError("validate() reads its results from the Recorder: create the Learner with "
-                             "default_cbs=True or add Recorder().")
-        self._n_inp = getattr(self.dls, 'n_inp', 1)
-        with self.added_cbs(cbs):
-            self._do_validate(self.dls[ds_idx] if dl is None else dl)
-        return self.recorder.valid_record
+    def _to_dls_device(self) -> None:
+        device = getattr(self.dls, 'device', None)
+        if device is not None:
+            self.model.to(device)
+            if isinstance(self.loss_func, nn.Module):
+                self.loss_func.to(device)
 
     # ---- mixed precision, save and load ----------------------------------------------------------------
     def to_fp16(self, dtype: torch.dtype | None = None, **kwargs) -> Learner:

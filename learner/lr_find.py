@@ -1,16 +1,17 @@
-"""lr_find: the learning-rate range test as a Learner method, and the functions that suggest an lr from it."""
+"""lr_find: the learning-rate range test (a function of a learner, `Learner.lr_find` calls it) and the functions
+that suggest an lr from its curve."""
 from __future__ import annotations
 
 import functools
 import warnings
 from collections import namedtuple
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from blocklearn.callbacks.lr_finder import LRFinder
 
-__all__ = ['LRFindMixin', 'minimum', 'steep', 'valley', 'slide', 'suggestion_points']
+__all__ = ['lr_find', 'minimum', 'steep', 'valley', 'slide', 'suggestion_points']
 
 
 def minimum(lrs: torch.Tensor, losses: torch.Tensor) -> float:
@@ -70,26 +71,23 @@ def suggestion_points(lrs: Sequence[float], losses: Sequence[float], num_it: int
     return lrs_t, losses_t
 
 
-class LRFindMixin:
-    """`lr_find`, the learning-rate range test, as a Learner method."""
+def lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+            show_plot: bool = True, suggest_funcs: Sequence[Callable] = (minimum, steep)) -> tuple:
+    """Train `num_it` batches at exponentially growing lrs, restore the model, return suggested lrs.
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True, suggest_funcs: Sequence[Callable] = (minimum, steep)) -> tuple:
-        """Train `num_it` batches at exponentially growing lrs, restore the model, return suggested lrs.
-
-        A named tuple with a field per suggestion function, so `lr_min, lr_steep = learn.lr_find()` works."""
-        if getattr(self, 'recorder', None) is None:
-            raise ValueError("lr_find reads the Recorder's losses: create the Learner with default_cbs=True.")
-        n_epoch = num_it // len(self.dls.train) + 1
-        with self.no_logging():
-            self.fit(n_epoch, cbs=LRFinder(start_lr, end_lr, num_it, stop_div))
-        lrs, losses = suggestion_points(self.recorder.lrs, self.recorder.losses, num_it)
-        names = [_func_name(f) for f in suggest_funcs]
-        SuggestedLRs = namedtuple('SuggestedLRs', names, rename=True)
-        result = SuggestedLRs(*(float(f(lrs, losses)) for f in suggest_funcs))
-        if show_plot:
-            self.recorder.plot_lr_find(suggestions=dict(zip(names, result)))
-        return result
+    A named tuple with a field per suggestion function, so `lr_min, lr_steep = learn.lr_find()` works."""
+    if getattr(learn, 'recorder', None) is None:
+        raise ValueError("lr_find reads the Recorder's losses: create the Learner with default_cbs=True.")
+    n_epoch = num_it // len(learn.dls.train) + 1
+    with learn.no_logging():
+        learn.fit(n_epoch, cbs=LRFinder(start_lr, end_lr, num_it, stop_div))
+    lrs, losses = suggestion_points(learn.recorder.lrs, learn.recorder.losses, num_it)
+    names = [_func_name(f) for f in suggest_funcs]
+    SuggestedLRs = namedtuple('SuggestedLRs', names, rename=True)
+    result = SuggestedLRs(*(float(f(lrs, losses)) for f in suggest_funcs))
+    if show_plot:
+        learn.recorder.plot_lr_find(suggestions=dict(zip(names, result)))
+    return result
 
 
 def _func_name(f: Callable) -> str:

@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from blocklearn.callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                             CancelFitException, CancelStepException, CancelTrainException, CancelValidException,
@@ -23,13 +24,14 @@ VALID_BATCH = ['before_batch', 'after_pred', 'after_loss', 'after_batch']
 
 
 class EventLog(Callback):
-    """Records every event it sees, in order."""
+    """Records every event it sees, in order (the cleanup events only with `cleanup=True`)."""
     order = 100
 
-    def __init__(self):
+    def __init__(self, cleanup: bool = False):
         self.seen = []
         for name in events:
-            setattr(self, name, functools.partial(self.seen.append, name))
+            if cleanup or not name.startswith('cleanup_'):
+                setattr(self, name, functools.partial(self.seen.append, name))
 
 
 class RaiseAt(Callback):
@@ -63,6 +65,61 @@ def test_full_event_order_of_one_epoch():
     expected = (['before_fit', 'before_epoch', 'before_train'] + TRAIN_BATCH * 2 + ['after_train', 'before_validate']
                 + VALID_BATCH + ['after_validate', 'after_epoch', 'after_fit'])
     assert log.seen == expected
+
+
+def test_cleanup_closes_each_level_after_its_after_event():
+    learn = synth_learner(n_train=1, n_valid=1)
+    log = EventLog(cleanup=True)
+    learn.fit(1, cbs=log)
+    expected = (['before_fit', 'before_epoch', 'before_train'] + TRAIN_BATCH + ['cleanup_batch', 'after_train',
+                'cleanup_train', 'before_validate'] + VALID_BATCH + ['cleanup_batch', 'after_validate',
+                'cleanup_validate', 'after_epoch', 'cleanup_epoch', 'after_fit', 'cleanup_fit'])
+    assert log.seen == expected
+
+
+@pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
+def test_an_error_runs_every_open_levels_cleanup_then_propagates(exc, capsys):
+    learn = synth_learner(n_train=3, n_valid=1)
+    log = EventLog(cleanup=True)
+    with pytest.raises(exc):
+        learn.fit(2, cbs=[log, RaiseAt('after_loss', exc)])      # the default progress bar on
+    out = capsys.readouterr().out
+    assert 'Epoch 1/2' in out and out.endswith('\n')       # the bar was drawn, then its line ended
+    assert learn.progress.pbar is None and learn.progress.mbar is None
+    # No after_* event (the levels did not end), each cleanup once, innermost first.
+    assert log.seen == ['before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
+                        'cleanup_batch', 'cleanup_train', 'cleanup_epoch', 'cleanup_fit']
+    assert not learn.training and not learn.model.training
+    assert learn.xb == () and learn.pred is None and log not in learn.cbs
+
+
+def test_a_failing_cleanup_does_not_stop_the_others_nor_hide_the_error():
+    class BadCleanup(Callback):
+        def cleanup_fit(self):
+            raise ValueError('cleanup failed')
+    learn = synth_learner(n_train=1, n_valid=1)
+    log = EventLog(cleanup=True)
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(1, cbs=[BadCleanup(), log, RaiseAt('before_train', KeyboardInterrupt)])
+    assert log.seen[-1] == 'cleanup_fit'
+    with pytest.raises(ValueError, match='cleanup failed'):  # with nothing else on its way out, it is raised
+        learn.fit(1, cbs=BadCleanup())
+
+
+def test_the_loop_sets_train_and_eval_mode_without_default_callbacks():
+    learn = synth_learner(n_train=5, n_valid=1, lr=0.1, default_cbs=False)
+    modes = []
+
+    class Modes(Callback):
+        def after_pred(self):
+            modes.append((self.learn.training, self.learn.model.training))
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    learn.fit(2, cbs=Modes())
+    assert modes == ([(True, True)] * 5 + [(False, False)]) * 2
+    assert not any(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
+    xs, ys = zip(*learn.dls.valid)
+    assert F.mse_loss(learn.model(torch.cat(xs)), torch.cat(ys)) < F.mse_loss(
+        torch.cat(xs) @ before[0].T + before[1], torch.cat(ys))
 
 
 def test_after_create_fires_for_callbacks_given_to_the_learner():

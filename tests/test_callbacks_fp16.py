@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from blocklearn.callbacks.core import Callback
-from blocklearn.callbacks.fp16 import MixedPrecision
 from blocklearn.callbacks.grad_clip import GradientClip
 from blocklearn.callbacks.terminate import TerminateOnNaNCallback
 from synth import synth_learner
@@ -81,3 +80,27 @@ def test_terminate_on_nan_stops_the_fit(capsys):
         learn.fit(2, cbs=TerminateOnNaNCallback())
     assert len(learn.recorder.losses) == 2 and learn.recorder.values == []
     assert 'Loss is nan at epoch 0, batch 2' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
+def test_an_error_in_the_autocast_forward_leaves_autocast_off(exc):
+    learn = synth_learner(n_train=2, n_valid=1).to_fp16()
+    calls = []
+
+    def fail_in_forward(module, inputs):
+        calls.append(torch.is_autocast_enabled('cpu'))
+        raise exc('in forward')
+    learn.model.register_forward_pre_hook(fail_in_forward)
+    with pytest.raises(exc):
+        learn.fit(1)                                           # default progress bar on
+    assert calls == [True] and not torch.is_autocast_enabled('cpu')
+    assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_mixed_precision_applies_to_get_preds_as_to_validation():
+    learn = synth_learner(n_train=2, n_valid=3).to_fp16()
+    inner = []
+    learn.model.register_forward_hook(lambda m, i, out: inner.append(out.dtype))
+    preds, targs = learn.get_preds()
+    assert inner == [torch.bfloat16] * 3 and preds.dtype == torch.float32 and len(preds) == len(targs) == 48
+    assert not torch.is_autocast_enabled('cpu')

@@ -3,6 +3,7 @@ import matplotlib
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from blocklearn.callbacks.progress import ProgressCallback
 from blocklearn.learner.learner import Learner
@@ -38,8 +39,13 @@ def test_values_and_metric_names():
         learn.fit(2)
     assert learn.recorder.metric_names == ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'error_rate', 'time']
     assert len(learn.recorder.values) == 2 and all(len(row) == 4 for row in learn.recorder.values)
-    _, _, acc, err = learn.recorder.values[-1]
-    assert acc + err == pytest.approx(1.0)
+    _, valid_loss, acc, err = learn.recorder.values[-1]
+    xs, ys = map(torch.cat, zip(*learn.dls.valid))
+    with torch.no_grad():
+        logits = learn.model(xs)
+    assert acc == pytest.approx(float((logits.argmax(1) == ys).float().mean()))
+    assert err == pytest.approx(float((logits.argmax(1) != ys).float().mean()))
+    assert valid_loss == pytest.approx(float(F.cross_entropy(logits, ys)), rel=1e-5)
     assert len(learn.recorder.lrs) == len(learn.recorder.losses) == 4 and learn.recorder.iters == [2, 4]
 
 

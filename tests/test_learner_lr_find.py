@@ -122,3 +122,30 @@ def test_suggestion_points_drop_the_ends_and_stop_at_nan():
     losses = [1.0] * 80 + [math.nan] * 20
     lrs_t, losses_t = suggestion_points(lrs, losses, num_it=100)
     assert lrs_t[0].item() == pytest.approx(lrs[10]) and len(losses_t) == 70
+
+
+@pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
+def test_an_error_mid_search_still_restores_model_and_optimizer_bitwise(exc):
+    from blocklearn.callbacks.core import Callback
+
+    class FailAt(Callback):
+        order = 100
+
+        def after_batch(self):
+            if self.learn.train_iter == 15:      # well into the exploding lrs
+                raise exc('interrupted')
+    learn = synth_learner(lr=1e-2)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1)
+    model_before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    opt_state = learn.opt.state_dict()
+    opt_before = {(i, k): v.clone() for i, s in opt_state['state'].items() for k, v in s.items()}
+    learn.add_cb(FailAt())
+    with pytest.raises(exc):
+        learn.lr_find(show_plot=False, start_lr=1e-2, end_lr=1e3, num_it=20)   # default progress bar on
+    assert learn.recorder.lrs[-1] > 1                                           # it did reach a large lr
+    assert all(torch.equal(learn.model.state_dict()[k], v) for k, v in model_before.items())
+    opt_after = learn.opt.state_dict()
+    assert all(torch.equal(opt_after['state'][i][k], v) for (i, k), v in opt_before.items())
+    assert opt_after['param_groups'] == opt_state['param_groups']
+    assert learn.progress.pbar is None and learn.progress.mbar is None and not learn.model.training
