@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m blocklearn.vision train data/photos/images --label-re '(.+)_\d+.jpg$$' --size 96 --bs 16 --epochs 2 --out $(OUT)
+	$(VENV)/bin/blocklearn train data/photos/images --label-re '(.+)_\d+.jpg$$' --size 96 --bs 16 --epochs 2 --out $(OUT)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -106,12 +107,20 @@ def blocklearn_home() -> Path:
     return Path.home() / '.fastai'
 
 
-def download_url(url: str, dest: str | os.PathLike, show_progress: bool = True, *, timeout: float = 60) -> Path:
-    """Download `url` to the file `dest` (or into the folder `dest`) through a temp file, so it is never partial."""
+def download_url(url: str, dest: str | os.PathLike, show_progress: bool = True, *, timeout: float = 60,
+                 sha256: str | None = None) -> Path:
+    """Download `url` to the file `dest` (or into the folder `dest`) through a temp file, so it is never partial.
+
+    With `sha256` (the hex digest, or a prefix of at least 6 digits such as torchvision puts in its file names), a
+    download whose digest does not match raises DownloadError and `dest` is left as it was.
+    """
+    if sha256 is not None and not re.fullmatch(r'[0-9a-fA-F]{6,64}', sha256):
+        raise ValueError(f'download_url(sha256={sha256!r}) for {url}: pass the hex sha256 digest of the file, '
+                         f'or its first 6 or more hex digits.')
     dest = Path(dest)
     if dest.is_dir():
         dest = dest / _archive_name(url)
-    _download(url, dest, show_progress, timeout)
+    _download(url, dest, show_progress, timeout, expected=sha256)
     return dest
 
 
@@ -154,8 +163,11 @@ def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | o
     return DataPath(dest)
 
 
-def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60) -> str:
-    """Stream `url` into a temp file next to `dest`, rename it into place, and return its sha256."""
+def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60, expected: str | None = None) -> str:
+    """Stream `url` into a temp file next to `dest`, rename it into place, and return its sha256.
+
+    With `expected` (a sha256 or a prefix of it), a mismatch deletes the temp file: `dest` is never touched.
+    """
     tmp = None
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -179,6 +191,9 @@ def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60) ->
                 bar.on_iter_end()
         if size is not None and done != size:
             raise DownloadError(f'the server announced {size} bytes but sent {done}')
+        if expected is not None and not digest.hexdigest().startswith(expected.lower()):
+            raise DownloadError(f'its sha256 is {digest.hexdigest()}, expected {expected.lower()}...: the download '
+                                f'is corrupt or the file changed; nothing was kept, try again')
         os.replace(tmp, dest)
         return digest.hexdigest()
     except (urllib.error.URLError, OSError, ValueError) as e:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from blocklearn.blocks.show import get_grid, show_sample
+from blocklearn.learner.metrics import precision_recall_f1
 
 __all__ = ['Interpretation', 'ClassificationInterpretation']
 
@@ -203,23 +204,19 @@ class ClassificationInterpretation(Interpretation):
         return xb
 
     def classification_report(self) -> dict[str, dict[str, float]]:
-        """Precision, recall, f1 and support per class, plus 'macro avg' and 'weighted avg'."""
-        cm = self.confusion_matrix().astype(float)
-        tp, support = np.diag(cm), cm.sum(axis=1)
-        predicted = cm.sum(axis=0)
-        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-        recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-        denom = precision + recall
-        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+        """Precision, recall, f1 and support per class, plus 'macro avg' and 'weighted avg'.
+
+        Computed by `precision_recall_f1`, as the `Precision`, `Recall` and `F1Score` metrics are: the same numbers.
+        So the macro average leaves out a class absent from both targets and predictions (its row shows zeros)."""
+        cm = self.confusion_matrix()
+        support = cm.sum(axis=1)
+        per_class = precision_recall_f1(cm, average=None)
         report = {c: {'precision': float(p), 'recall': float(r), 'f1-score': float(f), 'support': int(s)}
-                  for c, p, r, f, s in zip(self.vocab, precision, recall, f1, support)}
-        total = support.sum()
-        weights = support / total if total > 0 else np.zeros_like(support)
-        report['macro avg'] = {'precision': float(precision.mean()), 'recall': float(recall.mean()),
-                               'f1-score': float(f1.mean()), 'support': int(total)}
-        report['weighted avg'] = {'precision': float((precision * weights).sum()),
-                                  'recall': float((recall * weights).sum()),
-                                  'f1-score': float((f1 * weights).sum()), 'support': int(total)}
+                  for c, p, r, f, s in zip(self.vocab, *per_class, support)}
+        for name, average in (('macro avg', 'macro'), ('weighted avg', 'weighted')):
+            p, r, f = precision_recall_f1(cm, average=average)
+            report[name] = {'precision': float(p), 'recall': float(r), 'f1-score': float(f),
+                            'support': int(support.sum())}
         return report
 
     def print_classification_report(self) -> dict[str, dict[str, float]]:

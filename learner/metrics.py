@@ -10,7 +10,7 @@ import torch
 from blocklearn.callbacks.recorder import batch_size
 
 __all__ = ['Metric', 'AvgMetric', 'ConfusionMetric', 'F1Score', 'Precision', 'Recall', 'accuracy', 'error_rate',
-           'top_k_accuracy', 'as_metric']
+           'top_k_accuracy', 'as_metric', 'precision_recall_f1']
 
 
 class Metric(ABC):
@@ -109,44 +109,58 @@ class ConfusionMetric(Metric):
     def value(self) -> float | list[float] | None:
         if self.cm is None:
             return None
-        cm = self.cm.double().cpu()
-        tp, actual, predicted = cm.diag(), cm.sum(1), cm.sum(0)
-        # As sklearn: classes that never occur in targets or predictions take no part in the average.
-        present = (actual + predicted) > 0
-        if self.average == 'micro':
-            return self._score(tp.sum(), actual.sum(), predicted.sum()).item()
-        scores = self._score(tp, actual, predicted)
-        if self.average is None:
-            return scores.tolist()
-        if self.average == 'weighted':
-            return (scores * actual).sum().item() / max(actual.sum().item(), 1.0)
-        return scores[present].mean().item() if present.any() else 0.0
+        score = precision_recall_f1(self.cm, self.average)[self._which]
+        return score.tolist() if self.average is None else score.item()
 
+    @property
     @abstractmethod
-    def _score(self, tp: torch.Tensor, actual: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
-        """Per-class score from true positives, actual counts and predicted counts (0 where undefined)."""
+    def _which(self) -> int:
+        """Which of `precision_recall_f1`'s (precision, recall, f1) this metric reports."""
 
 
 class Precision(ConfusionMetric):
     """Precision, tp / predicted, per class then averaged (`average='macro'` by default)."""
     name = 'precision_score'
-
-    def _score(self, tp, actual, predicted):
-        return torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    _which = 0
 
 
 class Recall(ConfusionMetric):
     """Recall, tp / actual, per class then averaged (`average='macro'` by default)."""
     name = 'recall_score'
-
-    def _score(self, tp, actual, predicted):
-        return torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
+    _which = 1
 
 
 class F1Score(ConfusionMetric):
     """F1, 2 tp / (actual + predicted), per class then averaged (`average='macro'` by default)."""
     name = 'f1_score'
+    _which = 2
 
-    def _score(self, tp, actual, predicted):
-        total = actual + predicted
-        return torch.where(total > 0, 2 * tp / total.clamp(min=1), torch.zeros_like(tp))
+
+def precision_recall_f1(cm: torch.Tensor | Any, average: str | None = 'macro'
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision, recall and F1 from a confusion matrix `cm[actual, predicted]`, per class or averaged.
+
+    The one implementation behind `Precision`, `Recall`, `F1Score` and the classification report of
+    `ClassificationInterpretation`, so the two always agree. A score whose denominator is 0 (a class never
+    predicted has no precision, one absent from the targets no recall) counts as 0, like sklearn's
+    `zero_division=0`. `average=None`: one value per class; 'macro': the mean over the classes that occur in the
+    targets or the predictions (sklearn's default: a class absent from both has no score at all, so it takes no
+    part); 'weighted': the mean weighted by each class's count in the targets; 'micro': from the pooled counts.
+    """
+    if average not in ('macro', 'micro', 'weighted', None):
+        raise ValueError(f"average={average!r}: use 'macro', 'micro', 'weighted' or None (one value per class).")
+    cm = torch.as_tensor(cm).double().cpu()
+    tp, actual, predicted = cm.diag(), cm.sum(1), cm.sum(0)
+    if average == 'micro':
+        tp, actual, predicted = tp.sum(), actual.sum(), predicted.sum()
+    scores = (_ratio(tp, predicted), _ratio(tp, actual), _ratio(2 * tp, actual + predicted))
+    if average in (None, 'micro'):
+        return scores
+    weights = actual if average == 'weighted' else ((actual + predicted) > 0).double()
+    total = weights.sum()
+    return tuple((s * weights).sum() / total if total > 0 else torch.zeros((), dtype=torch.float64) for s in scores)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """`num / den`, and 0 where `den` is 0."""
+    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))

@@ -3,6 +3,9 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
+from blocklearn.learner.load import load_learner
 from blocklearn.vision.__main__ import main
 
 
@@ -32,9 +35,11 @@ def test_train_on_folders_saves_plots(fashion, tmp_path, capsys):
     assert main(['predict', str(tmp_path / 'out' / 'model.pkl'), *map(str, images)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
+    exported = load_learner(tmp_path / 'out' / 'model.pkl')
     for line, img in zip(lines, images):
         name, label, prob = line.split()
-        assert name == str(img) and label in ('bag', 'trouser') and 0.5 <= float(prob) <= 1
+        want_label, _, probs = exported.predict(img)
+        assert (name, label) == (str(img), want_label) and float(prob) == pytest.approx(float(probs.max()), abs=1e-3)
     # failure modes of predict, each one line on stderr and exit 1
     bad = tmp_path / 'bad.pkl'
     bad.write_bytes(b'not a model')

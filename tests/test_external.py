@@ -321,3 +321,31 @@ def test_not_an_archive_is_named(tmp_path, home):
 def test_url_without_file_name_is_refused(url):
     with pytest.raises(ValueError, match='does not end with a file name'):
         untar_data(url)
+
+
+def test_download_url_checks_sha256_or_its_prefix_before_writing(tmp_path):
+    src = tmp_path / 'weights.bin'
+    src.write_bytes(bytes(range(256)) * 100)
+    digest = sha(src)
+    assert download_url(src.as_uri(), tmp_path / 'full.bin', show_progress=False, sha256=digest.upper()).exists()
+    assert download_url(src.as_uri(), tmp_path / 'prefix.bin', show_progress=False, sha256=digest[:8]).exists()
+    (tmp_path / 'dl').mkdir()
+    (tmp_path / 'dl' / 'old.bin').write_bytes(b'the previous good file')
+    wrong = ('0' if digest[0] != '0' else '1') + digest[1:8]
+    with pytest.raises(DownloadError, match=f'sha256 is {digest}, expected {wrong}'):
+        download_url(src.as_uri(), tmp_path / 'dl' / 'old.bin', show_progress=False, sha256=wrong)
+    assert leftovers(tmp_path / 'dl') == ['old.bin']
+    assert (tmp_path / 'dl' / 'old.bin').read_bytes() == b'the previous good file'
+    with pytest.raises(ValueError, match=r"sha256='abc'.*6 or more hex digits"):
+        download_url(src.as_uri(), tmp_path / 'x.bin', sha256='abc')
+
+
+def test_download_url_gives_up_after_timeout(tmp_path):
+    # a server that accepts the connection and never answers: only the timeout ends the wait
+    with socket.socket() as server:
+        server.bind(('127.0.0.1', 0))
+        server.listen(1)
+        url = f'http://127.0.0.1:{server.getsockname()[1]}/slow.bin'
+        with pytest.raises(DownloadError, match='timed out'):
+            download_url(url, tmp_path / 'slow.bin', show_progress=False, timeout=0.2)
+    assert leftovers(tmp_path) == []

@@ -1,4 +1,6 @@
 """Interpretation views on synthetic predictions and on a tiny learner over the committed photos."""
+import types
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import torch.nn as nn
 
 from blocklearn.learner.interpret import ClassificationInterpretation, Interpretation
 from blocklearn.learner.learner import Learner
-from blocklearn.learner.metrics import accuracy
+from blocklearn.learner.metrics import F1Score, Precision, Recall, accuracy
 from blocklearn.vision.data import ImageDataLoaders, get_image_files
 from blocklearn.vision.resize import Resize
 
@@ -42,6 +44,8 @@ def test_most_confused_spec_example():
                                       ('beagle', 'Ragdoll', 2), ('Birman', 'beagle', 1), ('Siamese', 'Ragdoll', 1)]
     assert interp.most_confused(min_val=3) == [('Birman', 'Ragdoll', 4), ('Ragdoll', 'Birman', 4),
                                                ('Siamese', 'Birman', 4)]
+    assert interp.most_confused(min_val=4) == interp.most_confused(min_val=3)  # min_val itself is kept
+    assert interp.most_confused(min_val=5) == []  # the diagonal (12 Ragdoll) never counts as confused
 
 
 def test_confusion_matrix_orientation():
@@ -68,6 +72,43 @@ def test_classification_report_numbers(capsys):
     assert 'precision' in out and 'macro avg' in out and 'weighted avg' in out
 
 
+# cm[actual, predicted] over a..e: b is never predicted, c never occurs in the targets, d in neither.
+#   a: tp 2, predicted 3, actual 4 -> P 2/3, R 1/2, F1 4/7
+#   b: tp 0, predicted 0, actual 2 -> P 0 (undefined), R 0, F1 0
+#   c: tp 0, predicted 2, actual 0 -> P 0, R 0 (undefined), F1 0
+#   d: nothing at all -> no score: left out of the macro average, as by sklearn (a report that divided by 5
+#      classes and metrics that divided by 4 used to disagree here)
+#   e: tp 3, predicted 5, actual 4 -> P 3/5, R 3/4, F1 2/3
+ABSENT_CM = np.array([[2, 0, 1, 0, 1], [1, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 3]])
+BY_HAND = {'macro': {'precision': (2 / 3 + 3 / 5) / 4, 'recall': (1 / 2 + 3 / 4) / 4, 'f1-score': (4 / 7 + 2 / 3) / 4},
+           'weighted': {'precision': (4 * 2 / 3 + 4 * 3 / 5) / 10, 'recall': (4 / 2 + 4 * 3 / 4) / 10,
+                        'f1-score': (4 * 4 / 7 + 4 * 2 / 3) / 10}}
+
+
+def test_classification_report_and_metrics_agree_on_absent_classes():
+    interp = interp_from_cm(ABSENT_CM)
+    interp.vocab = list('abcde')
+    rep = interp.classification_report()
+    assert [rep[c]['precision'] for c in 'abcde'] == pytest.approx([2 / 3, 0, 0, 0, 3 / 5])
+    assert [rep[c]['recall'] for c in 'abcde'] == pytest.approx([1 / 2, 0, 0, 0, 3 / 4])
+    assert [rep[c]['f1-score'] for c in 'abcde'] == pytest.approx([4 / 7, 0, 0, 0, 2 / 3])
+    assert [rep[c]['support'] for c in 'abcde'] == [4, 2, 0, 0, 4]
+    metrics = {'precision': Precision, 'recall': Recall, 'f1-score': F1Score}
+    logits = interp.preds  # one-hot rows of the decoded class
+    for average in ('macro', 'weighted'):
+        assert {k: rep[f'{average} avg'][k] for k in metrics} == pytest.approx(BY_HAND[average])
+        for key, cls in metrics.items():
+            m = cls(average=average)
+            m.reset()
+            m.accumulate(types.SimpleNamespace(pred=logits[:7], yb=(interp.targs[:7],)))
+            m.accumulate(types.SimpleNamespace(pred=logits[7:], yb=(interp.targs[7:],)))
+            assert m.value == rep[f'{average} avg'][key], (average, key)
+    per_class = F1Score(average=None)
+    per_class.reset()
+    per_class.accumulate(types.SimpleNamespace(pred=logits, yb=(interp.targs,)))
+    assert per_class.value == [rep[c]['f1-score'] for c in 'abcde']
+
+
 def test_top_losses():
     interp = interp_from_cm(CM)
     vals, idx = interp.top_losses(3)
@@ -88,10 +129,9 @@ class _CountForward(nn.Module):
 
 
 @pytest.fixture(scope='module')
-def interp_learn():
-    from tests.conftest import PHOTOS
+def interp_learn(photos):
     torch.manual_seed(0)
-    dls = ImageDataLoaders.from_name_re(PHOTOS, get_image_files(PHOTOS), r'(.+)_\d+.jpg$', item_tfms=Resize(32),
+    dls = ImageDataLoaders.from_name_re(photos, get_image_files(photos), r'(.+)_\d+.jpg$', item_tfms=Resize(32),
                                         bs=16, num_workers=0)
     learn = Learner(dls, _CountForward(), metrics=accuracy)
     interp = ClassificationInterpretation.from_learner(learn)
@@ -118,9 +158,11 @@ def test_plots_make_figures(interp_learn):
     fig = interp.plot_top_losses(4, nrows=2, return_fig=True)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 4
-    pred_actual, loss, prob = titles[0].split(' / ')
-    assert pred_actual.split('/')[0] in interp.vocab and pred_actual.split('/')[1] in interp.vocab
-    assert float(loss) == pytest.approx(float(interp.top_losses(1)[0][0]), abs=0.01) and 0 <= float(prob) <= 1
+    # the first cell is the item with the largest loss, found here without top_losses
+    worst = int(interp.losses.argmax())
+    probs = interp.preds.as_subclass(torch.Tensor)[worst]
+    pred, actual = interp.vocab[int(probs.argmax())], interp.vocab[int(interp.targs[worst])]
+    assert titles[0] == f'{pred}/{actual} / {float(interp.losses.max()):.2f} / {float(probs.max()):.2f}'
     assert fig.axes[0].images  # the decoded input image is drawn
     plt.close(fig)
 

@@ -11,10 +11,9 @@ from blocklearn.vision.resize import Resize
 
 
 @pytest.fixture(scope='module')
-def learn():
-    from tests.conftest import PHOTOS
+def learn(photos):
     torch.manual_seed(0)
-    dls = ImageDataLoaders.from_name_re(PHOTOS, get_image_files(PHOTOS), r'(.+)_\d+.jpg$', item_tfms=Resize(32),
+    dls = ImageDataLoaders.from_name_re(photos, get_image_files(photos), r'(.+)_\d+.jpg$', item_tfms=Resize(32),
                                         bs=16, num_workers=0)
     return Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5)), metrics=accuracy)
 

@@ -1,4 +1,6 @@
 """Issue 4's notebook code, as a user types it after `from blocklearn.vision.all import *`, on the committed photos."""
+import collections
+
 import matplotlib.pyplot as plt
 import pytest
 
@@ -36,13 +38,18 @@ def test_results_as_typed(pets_home):
     label, idx, probs = learn.predict(PILImage.create(fname))
     assert (label, int(idx)) == learn.predict(fname)[:2] and label == dls.vocab[int(idx)]
     valid_loss, err = learn.validate()
-    assert 0 <= err <= 1 and valid_loss > 0
+    probs_v, targs_v = learn.get_preds()
+    assert err == pytest.approx(float((probs_v.argmax(1) != targs_v).float().mean()))
+    assert valid_loss == pytest.approx(float(F.nll_loss(probs_v.log(), targs_v.long())), rel=1e-4)
     assert len([ax for ax in learn.show_results(max_n=6)]) >= 6
     preds, targs = learn.tta()
     assert preds.shape == (len(dls.valid_ds), 5)
     interp = ClassificationInterpretation.from_learner(learn)
     interp.plot_confusion_matrix(figsize=(12, 12), dpi=60)
-    assert all(n >= 5 for *_, n in interp.most_confused(min_val=5))
+    pairs = collections.Counter((dls.vocab[a], dls.vocab[p]) for a, p in zip(targs_v.tolist(), probs_v.argmax(1).tolist())
+                                if a != p)
+    assert interp.most_confused(min_val=2) == sorted(((a, p, n) for (a, p), n in pairs.items() if n >= 2),
+                                                     key=lambda t: (-t[2], dls.vocab.index(t[0]), dls.vocab.index(t[1])))
     interp.top_losses(9)
     interp.plot_top_losses(9, nrows=3)
     interp.print_classification_report()

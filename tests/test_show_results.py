@@ -10,11 +10,10 @@ from blocklearn.vision.resize import Resize
 
 
 @pytest.fixture(scope='module')
-def learn():
-    from tests.conftest import PHOTOS
+def learn(photos):
     torch.manual_seed(0)
-    fnames = get_image_files(PHOTOS)[::3]
-    dls = ImageDataLoaders.from_name_re(PHOTOS, fnames, r'(.+)_\d+.jpg$', item_tfms=Resize(32), bs=8, num_workers=0)
+    fnames = get_image_files(photos)[::3]
+    dls = ImageDataLoaders.from_name_re(photos, fnames, r'(.+)_\d+.jpg$', item_tfms=Resize(32), bs=8, num_workers=0)
     return Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, len(dls.vocab))))
 
 
@@ -34,7 +33,10 @@ def test_show_results_draws_max_n_items_with_actual_and_predicted(learn):
 def test_show_results_defaults_to_a_shuffled_batch_of_nine(learn):
     axs = learn.show_results(ds_idx=0)
     assert len(axs) == min(9, learn.dls.train.bs)
-    assert all(len(ax.get_title().split('\n')) == 2 for ax in axs)
+    for ax in axs:  # shuffled, so which items is unknown; what each title says about its item is not
+        actual, pred = ax.get_title().split('\n')
+        assert actual in learn.dls.vocab and pred in learn.dls.vocab
+        assert ax.title.get_color() == ('green' if actual == pred else 'red')
     plt.close('all')
 
 

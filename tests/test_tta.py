@@ -12,11 +12,10 @@ from blocklearn.vision.resize import Resize
 
 
 @pytest.fixture(scope='module')
-def learn():
-    from tests.conftest import PHOTOS
+def learn(photos):
     torch.manual_seed(0)
-    fnames = get_image_files(PHOTOS)[::3]  # 47 photos of the 5 classes: every pass stays quick
-    dls = ImageDataLoaders.from_name_re(PHOTOS, fnames, r'(.+)_\d+.jpg$', item_tfms=Resize(40),
+    fnames = get_image_files(photos)[::3]  # 47 photos of the 5 classes: every pass stays quick
+    dls = ImageDataLoaders.from_name_re(photos, fnames, r'(.+)_\d+.jpg$', item_tfms=Resize(40),
                                         batch_tfms=aug_transforms(size=32), bs=8, num_workers=0)
     return Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, len(dls.vocab))))
 

@@ -1,6 +1,15 @@
 """create_body, create_head, create_vision_model and pretrained weights from local files (no network)."""
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
+import os
+import re
+import shlex
+import threading
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -8,9 +17,10 @@ import torchvision
 from torchvision.models import ResNet18_Weights, ResNet34_Weights, WeightsEnum
 from torchvision.models._api import Weights
 
+from blocklearn.blocks.safe_io import UnsafeFileError
 from blocklearn.vision.models import (AdaptiveConcatPool2d, SigmoidRange, WeightsMismatchError, WeightsNotFoundError,
-                           create_body, create_head, create_vision_model, default_split, model_meta,
-                           num_features_model, weights_file)
+                                     create_body, create_head, create_vision_model, default_split, load_weights,
+                                     model_meta, num_features_model, weights_file)
 from blocklearn.vision.normalize import imagenet_stats
 
 resnet18 = torchvision.models.resnet18
@@ -213,3 +223,86 @@ def test_weights_errors_for_a_missing_file_another_archs_enum_and_an_unknown_arc
     with pytest.raises(ValueError, match=r'pretrained=True but tiny is not a torchvision model.*weights='):
         create_body(tiny)
     assert isinstance(create_body(tiny, pretrained=False), nn.Sequential)
+
+
+# -- weights cross a trust boundary: read with safe_load, downloaded with blocks.external's downloader ------------
+class _RunsShell:
+    """Unpickling this calls os.system: the attack a tampered checkpoint carries."""
+
+    def __init__(self, cmd: str):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+@pytest.mark.parametrize('how', ['weights=path', 'load_weights(enum)', 'pretrained=True'])
+def test_hostile_weights_file_is_refused_and_never_runs(torch_home, tmp_path, how):
+    marker = tmp_path / 'MARKER'
+    hostile = {**seeded_state(), 'payload': _RunsShell(f'touch {shlex.quote(str(marker))}')}
+    if how == 'weights=path':
+        path = tmp_path / 'evil.pth'
+        torch.save(hostile, path)
+        load = lambda: create_body(resnet18, weights=path)  # noqa: E731
+    else:  # torchvision's own checkpoint file, as a tampered cache would hold it
+        path = torch_home / 'hub' / 'checkpoints' / RESNET18_FILE
+        path.parent.mkdir(parents=True)
+        torch.save(hostile, path)
+        load = (lambda: load_weights(resnet18(), ResNet18_Weights.IMAGENET1K_V1)) if how == 'load_weights(enum)' \
+            else (lambda: create_vision_model(resnet18, 5, pretrained=True))
+    with pytest.raises(UnsafeFileError, match=rf'Refused to load {re.escape(str(path))}: it would import .*system'):
+        load()
+    assert not marker.exists()
+
+
+class _LocalServer:
+    """An HTTP server on 127.0.0.1 serving the files of `folder` from a background thread."""
+
+    def __init__(self, folder: Path):
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def weights_server(tmp_path):
+    """A local server holding `good-<sha256 prefix>.pth` and `bad-00000000.pth`, a file that does not match."""
+    served = tmp_path / 'served'
+    served.mkdir()
+    torch.save(seeded_state(seed=5), served / 'tmp.pth')
+    prefix = hashlib.sha256((served / 'tmp.pth').read_bytes()).hexdigest()[:8]
+    (served / 'tmp.pth').rename(served / f'good-{prefix}.pth')
+    (served / 'bad-00000000.pth').write_bytes((served / f'good-{prefix}.pth').read_bytes())
+    server = _LocalServer(served)
+    yield server.url, served, prefix
+    server.close()
+
+
+def test_weights_download_goes_through_download_url_and_checks_the_name_hash(weights_server, torch_home, monkeypatch,
+                                                                           capsys):
+    url, served, prefix = weights_server
+    monkeypatch.delenv('BLOCKLEARN_OFFLINE', raising=False)
+
+    class Served(WeightsEnum):
+        GOOD = Weights(url=f'{url}/good-{prefix}.pth', transforms=lambda: None, meta={})
+        BAD = Weights(url=f'{url}/bad-00000000.pth', transforms=lambda: None, meta={})
+
+    folder = torch_home / 'hub' / 'checkpoints'
+    dest = weights_file(Served.GOOD)
+    assert dest == folder / f'good-{prefix}.pth' and dest.read_bytes() == (served / dest.name).read_bytes()
+    assert f'Downloading {url}/good-{prefix}.pth' in capsys.readouterr().err  # one line, no progress bar
+    assert same_weights(nn.Sequential(*list(load_weights(resnet18(), Served.GOOD).children())[:-2]),
+                        seeded_state(seed=5))
+    with pytest.raises(WeightsNotFoundError, match=r'download failed: .*sha256 is [0-9a-f]{64}, expected 00000000'):
+        weights_file(Served.BAD)
+    assert sorted(p.name for p in folder.iterdir()) == [f'good-{prefix}.pth']  # nothing of the bad one, not even a temp

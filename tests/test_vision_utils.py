@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from blocklearn.vision.data import get_image_files
 from blocklearn.vision.utils import download_images, resize_image, resize_images, resize_to, verify_image, verify_images
 
 
@@ -129,3 +130,28 @@ def test_download_images_from_file_urls(images, tmp_path):
     assert [p.name for p in (tmp_path / 'named').iterdir()] == ['wide.jpg']
     with pytest.raises(ValueError, match='exactly one of url_file= .* or urls='):
         download_images(tmp_path / 'dl')
+
+
+def test_resize_images_sees_exactly_the_files_get_image_files_sees(tmp_path):
+    # every file is unreadable, so resize_images reports each one it looked at, in order: its walk, laid bare
+    names = ['a.JPG', 'b.jpe', 'c.ico', 'd.webp', 'e.jfif', 'f.pnm', 'g.TIFF', 'sub/h.png', '.hidden.jpg',
+             '.cache/i.jpg', 'notes.txt', 'logo.svg', 'sub/.j.png']
+    for name in names:
+        (tmp_path / 'src' / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'src' / name).write_bytes(b'not an image')
+    src = tmp_path / 'src'
+    images = [src / n for n in ['a.JPG', 'b.jpe', 'c.ico', 'd.webp', 'e.jfif', 'f.pnm', 'g.TIFF', 'sub/h.png']]
+    assert get_image_files(src) == images
+    assert resize_images(src, tmp_path / 'out', max_size=8, recurse=True) == images
+    assert get_image_files(src, recurse=False) == images[:-1]
+    assert resize_images(src, tmp_path / 'out', max_size=8) == images[:-1]
+    assert not (tmp_path / 'out').exists()
+
+
+def test_download_images_keeps_any_image_extension(tmp_path):
+    src = tmp_path / 'photo.jfif'  # an extension get_image_files knows, so it must survive the renaming
+    noise(8, 8).save(src, format='JPEG')
+    urls = [src.as_uri(), (tmp_path / 'page.html').as_uri()]
+    (tmp_path / 'page.html').write_text('<html></html>')
+    assert download_images(tmp_path / 'dl', urls=urls) == []
+    assert sorted(p.name for p in (tmp_path / 'dl').iterdir()) == ['00000000.jfif', '00000001.jpg']

@@ -1,4 +1,5 @@
-"""Command line: `python -m blocklearn.vision summary|train PATH ...` and `predict MODEL IMAGE...` — the workflow without code."""
+"""Command line: `blocklearn summary|train PATH ...` and `blocklearn predict MODEL IMAGE...` (or
+`python -m blocklearn.vision ...`): the workflow without code."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='python -m blocklearn.vision', description='Image classification with blocklearn.')
+    # `blocklearn` when run as the console script, `python -m blocklearn.vision` otherwise.
+    prog = 'python -m blocklearn.vision' if Path(sys.argv[0]).name == '__main__.py' else 'blocklearn'
+    p = _Parser(prog=prog, description='Image classification with blocklearn.')
     sub = p.add_subparsers(required=True, metavar='COMMAND')
     s = sub.add_parser('summary', help='build the DataBlock on PATH and explain each step')
     _data_args(s)
@@ -131,7 +134,7 @@ def _train(args: argparse.Namespace) -> int:
     learn.path = args.out
     model = learn.export('model.pkl')
     print(f'Saved {args.out / "lr_find.png"}, {args.out / "loss.png"}, {args.out / "confusion_matrix.png"}')
-    print(f'Exported {model}: python -m blocklearn.vision predict {model} IMAGE...')
+    print(f'Exported {model}: blocklearn predict {model} IMAGE...')
     return 0
 
 
@@ -157,7 +160,7 @@ def _report(learn, out: Path) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from blocklearn.learner.export import load_learner
+    from blocklearn.learner.load import load_learner
     learn = load_learner(args.model)
     width = max(len(str(f)) for f in args.images)
     for f in args.images:

@@ -36,6 +36,7 @@ from blocklearn.blocks.transform import *
 from blocklearn.callbacks.core import *
 from blocklearn.callbacks.csv_logger import *
 from blocklearn.callbacks.fp16 import *
+from blocklearn.callbacks.gather_preds import *
 from blocklearn.callbacks.grad_clip import *
 from blocklearn.callbacks.lr_finder import *
 from blocklearn.callbacks.progress import *
@@ -44,18 +45,14 @@ from blocklearn.callbacks.schedule import *
 from blocklearn.callbacks.terminate import *
 from blocklearn.callbacks.tracker import *
 from blocklearn.callbacks.train_eval import *
-from blocklearn.learner.callback_host import *
 from blocklearn.learner.export import *
-from blocklearn.learner.fit import *
+from blocklearn.learner.load import *
 from blocklearn.learner.interpret import *
 from blocklearn.learner.learner import *
-from blocklearn.learner.lr_find import *
+from blocklearn.learner.lr_find import minimum, slide, steep, suggestion_points, valley
 from blocklearn.learner.metrics import *
 from blocklearn.learner.optimizer import *
-from blocklearn.learner.predict import *
 from blocklearn.learner.schedules import *
-from blocklearn.learner.show_results import *
-from blocklearn.learner.tta import *
 from blocklearn.vision.augment import *
 from blocklearn.vision.block import *
 from blocklearn.vision.core import *
@@ -66,4 +63,4 @@ from blocklearn.vision.normalize import *
 from blocklearn.vision.resize import *
 from blocklearn.vision.show import *
 from blocklearn.vision.utils import *
-from blocklearn.blocks.labellers import noop
+from blocklearn.blocks.basics import *

@@ -7,20 +7,22 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from blocklearn.blocks.block import CategoryBlock, MultiCategoryBlock, TransformBlock
+from blocklearn.blocks.block import CategoryBlock, MultiCategoryBlock
 from blocklearn.blocks.datablock import DataBlock
 from blocklearn.blocks.files import get_files
 from blocklearn.blocks.labellers import ColReader, ItemGetter, RegexLabeller, parent_label, using_attr
 from blocklearn.blocks.loader import DataLoaders
-from blocklearn.blocks.splitters import ColSplitter, FuncSplitter, GrandparentSplitter, RandomSplitter
+from blocklearn.blocks.splitters import ColSplitter, GrandparentSplitter, RandomSplitter
 
 from .block import ImageBlock
 from .core import PILImage
 
 __all__ = ['image_extensions', 'get_image_files', 'ImageDataLoaders']
 
-image_extensions = frozenset({'.jpg', '.jpeg', '.png', '.gif', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm',
-                              '.jfif', '.pbm', '.ico'})
+# The one list of image extensions (get_image_files, resize_images, download_images). Written out rather than
+# taken from mimetypes, whose table depends on the machine and lists .svg, which PIL cannot read.
+image_extensions = frozenset({'.bmp', '.gif', '.ico', '.jfif', '.jpe', '.jpeg', '.jpg', '.pbm', '.pgm', '.png', '.pnm',
+                              '.ppm', '.tif', '.tiff', '.webp'})
 
 
 def get_image_files(path: str | os.PathLike, recurse: bool = True, folders: Sequence[str] | None = None) -> list[Path]:

@@ -1,14 +1,11 @@
 """Vision models for transfer learning: a pretrained body cut before its pooling, and a fresh classifier head."""
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import re
 import sys
-import tempfile
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -16,6 +13,10 @@ import torch
 import torch.nn as nn
 import torchvision.models as tvm
 from torchvision.models import WeightsEnum, resnet18, resnet34, resnet50, resnet101, resnet152
+
+from blocklearn.blocks.external import download_url
+from blocklearn.blocks.registry import register_for_recipes
+from blocklearn.blocks.safe_io import safe_load
 
 from .normalize import imagenet_stats
 
@@ -275,7 +276,9 @@ def _build(arch: Arch, pretrained: bool, weights: Weights) -> nn.Module:
                              'blocklearn cannot tell which weights to load; pass weights=<path to a state_dict '
                              'file> or pretrained=False.')
     if enum is not None and 'weights' in _arg_names(arch):
-        weights_file(enum)
+        # torchvision's builder reads the checkpoint with torch.load(weights_only=False), which runs any code a
+        # pickle names: the file is read through safe_load first, so a hostile one is refused before that
+        safe_load(weights_file(enum))
         return arch(weights=enum)
     model = _instantiate(arch)
     source = enum if enum is not None else weights
@@ -347,8 +350,12 @@ def weights_file(weights: WeightsEnum) -> Path:
         return dest
     if os.environ.get(OFFLINE_ENV, '') not in ('', '0'):
         raise WeightsNotFoundError(_missing_message(weights, dest, f'{OFFLINE_ENV} is set, so no download was tried'))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f'Downloading {url} to {dest}', file=sys.stderr)
+    # torchvision names a checkpoint after the first digits of its sha256: the download must match them
+    found = re.search(r'-([a-f0-9]{6,})\.', dest.name)
     try:
-        _download(url, dest)
+        download_url(url, dest, show_progress=False, timeout=30, sha256=found.group(1) if found else None)
     except (OSError, ValueError) as e:
         raise WeightsNotFoundError(_missing_message(weights, dest, f'the download failed: {e}')) from None
     return dest
@@ -362,38 +369,17 @@ def _missing_message(weights: WeightsEnum, dest: Path, why: str) -> str:
             'from random weights.')
 
 
-def _download(url: str, dest: Path, timeout: float = 30.) -> None:
-    """Fetch `url` to `dest` atomically, checking the sha256 prefix that torchvision puts in its file names."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f'Downloading {url} to {dest}', file=sys.stderr)
-    sha = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix='.partial')
-    try:
-        with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=timeout) as r:
-            while chunk := r.read(1 << 20):
-                sha.update(chunk)
-                f.write(chunk)
-        found = re.search(r'-([a-f0-9]{6,})\.', dest.name)
-        if found and not sha.hexdigest().startswith(found.group(1)):
-            raise ValueError(f'{url} has sha256 {sha.hexdigest()[:12]}..., expected {found.group(1)}...: '
-                             'the download is corrupt, try again')
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def load_weights(model: nn.Module, weights: str | os.PathLike | WeightsEnum, arch: Any = None) -> nn.Module:
     """Load a state_dict file (or torchvision weights) into `model`, with a clear error when it does not fit."""
     if isinstance(weights, WeightsEnum):
-        state = torch.load(weights_file(weights), map_location='cpu', weights_only=True)
+        state = safe_load(weights_file(weights))
         source = str(weights)
     else:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f'weights={str(weights)!r}: no such file; pass the path of a state_dict saved '
                                     'with torch.save(model.state_dict(), path).')
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = safe_load(path)
         source = str(path)
     state = _state_dict_of(state, source)
     _check_fits(model, state, source, arch)
@@ -431,3 +417,9 @@ def _check_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
 
 def _name(f: Any) -> str:
     return getattr(f, '__name__', None) or type(f).__name__
+
+
+# What a recipe (an export) may name: our factory, and torchvision's classification builders and their weight
+# enums, each by its own module and name (torchvision.models.resnet:resnet18): see blocks/registry.py.
+register_for_recipes('model', create_vision_model, *map(tvm.get_model_builder, tvm.list_models(module=tvm)))
+register_for_recipes('enum', *map(tvm.get_model_weights, tvm.list_models(module=tvm)))

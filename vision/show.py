@@ -12,7 +12,6 @@ from blocklearn.blocks.show import get_grid
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = ['show_image', 'show_images']
 

@@ -12,14 +12,13 @@ from PIL import Image
 from blocklearn.blocks.external import DownloadError, download_url
 from blocklearn.blocks.safe_io import atomic_write
 
+from .data import get_image_files, image_extensions
+
 __all__ = ['verify_image', 'verify_images', 'resize_to', 'resize_image', 'resize_images', 'download_images']
 
 _MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 _JPEG_MODES = ('RGB', 'L', 'CMYK')
 _KEPT_INFO = ('exif', 'icc_profile')
-# Written out rather than taken from mimetypes, whose table depends on the machine and lists .svg, which PIL cannot read
-_IMAGE_EXTENSIONS = {'.bmp', '.gif', '.ico', '.jpe', '.jpeg', '.jpg', '.pbm', '.pgm', '.png', '.pnm', '.ppm', '.tif',
-                     '.tiff', '.webp'}
 T = TypeVar('T')
 R = TypeVar('R')
 
@@ -104,7 +103,10 @@ def resize_images(path: str | os.PathLike, dest: str | os.PathLike, max_size: in
     `dest` has no default (fastai's is the current folder, which scatters files); `dest=path` resizes in place.
     """
     path, dest = Path(path), Path(dest)
-    files = [f for f in _image_files(path, recurse) if dest == path or not f.is_relative_to(dest)]
+    if not path.is_dir():
+        raise FileNotFoundError(f'resize_images: {path} is not a folder. Pass the folder that holds the images.')
+    # the same walk as get_image_files, so a DataBlock later sees exactly the files that were resized
+    files = [f for f in get_image_files(path, recurse=recurse) if dest == path or not f.is_relative_to(dest)]
 
     def one(f: Path) -> Path | None:
         return resize_image(f.relative_to(path), dest, src=path, max_size=max_size, n_channels=n_channels,
@@ -176,21 +178,9 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
-def _image_files(path: Path, recurse: bool) -> list[Path]:
-    """Image files in `path` (and below, with `recurse`), hidden files and folders skipped, sorted."""
-    if not path.is_dir():
-        raise FileNotFoundError(f'resize_images: {path} is not a folder. Pass the folder that holds the images.')
-    found = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith('.')] if recurse else []
-        found += [Path(root) / n for n in names
-                  if not n.startswith('.') and Path(n).suffix.lower() in _IMAGE_EXTENSIONS]
-    return sorted(found)
-
-
 def _image_name(url: str, i: int, preserve_filename: bool) -> str:
     name = Path(url.split('?')[0].split('#')[0]).name
     if preserve_filename and name:
         return name
     suffix = Path(name).suffix.lower()
-    return f'{i:08d}{suffix if suffix in _IMAGE_EXTENSIONS else ".jpg"}'
+    return f'{i:08d}{suffix if suffix in image_extensions else ".jpg"}'
