@@ -96,3 +96,24 @@ def test_an_error_during_get_preds_restores_the_loss_and_closes_the_bar(photos, 
         learn.get_preds(with_loss=True)                                  # default progress bar on
     assert learn.loss_func.reduction == 'mean' and not learn.model.training
     assert learn.progress.pbar is None and learn.dl is None
+
+
+def test_ctrl_c_during_tta_leaves_loaders_model_and_bars_as_they_were(photos):
+    class InterruptSecondPass(Callback):
+        passes = 0
+
+        def before_validate(self):
+            type(self).passes += 1
+            if self.passes == 2:
+                raise KeyboardInterrupt()
+    learn = photo_learner(photos)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.add_cb(InterruptSecondPass())
+    with pytest.raises(KeyboardInterrupt):
+        learn.tta(n=3)
+    assert InterruptSecondPass.passes == 2 and not learn.model.training and learn.progress.pbar is None
+    assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())
+    assert learn.dls.valid.split_idx == 1 and not learn.dls.valid.shuffle
+    learn.remove_cb(InterruptSecondPass)
+    preds, targs = learn.tta(n=1)                            # and it runs again
+    assert preds.shape == (len(learn.dls.valid_ds), 5)
