@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import secrets
@@ -20,7 +21,7 @@ from typing import Iterator
 from fastprogress.fastprogress import progress_bar
 
 from blocklearn.blocks.files import DataPath
-from blocklearn.blocks.safe_io import atomic_write_text
+from blocklearn.blocks.safe_io import atomic_write_text, remove_stale_leftovers, temp_prefix
 
 __all__ = ['URLs', 'checksums', 'DownloadError', 'UnsafeArchiveError', 'blocklearn_home', 'download_url',
            'untar_data']
@@ -29,6 +30,10 @@ _ENV_VARS = ('BLOCKLEARN_HOME', 'FASTAI_HOME')
 _ARCHIVE_SUFFIXES = ('.tar.gz', '.tgz', '.tar.bz2', '.tbz2', '.tar.xz', '.txz', '.tar', '.zip')
 _SUBDIRS = {'data': 'data', 'model': 'models', 'archive': 'archive', 'storage': 'tmp'}
 _CHUNK = 1 << 20
+# How much an archive may expand to; generous, as a guard against a bomb (a small archive of huge members).
+_MAX_EXTRACT_SIZE = 64 << 30
+_MAX_SIZE_VAR = 'BLOCKLEARN_MAX_EXTRACT_SIZE'
+_SIZE_UNITS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}
 _TAR_FILTER_ERRORS = getattr(tarfile, 'FilterError', ())
 
 
@@ -99,6 +104,10 @@ class UnsafeArchiveError(ValueError):
     """An archive holds a member that could write outside its folder (or a link or device); nothing was extracted."""
 
 
+class _NotAnArchive(ValueError):
+    """The file is neither a tar nor a zip archive."""
+
+
 def blocklearn_home() -> Path:
     """The base folder for archives and data: `$BLOCKLEARN_HOME`, else `$FASTAI_HOME`, else `~/.fastai`."""
     for var in _ENV_VARS:
@@ -126,13 +135,15 @@ def download_url(url: str, dest: str | os.PathLike, show_progress: bool = True, 
 
 def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                c_key: str = 'data', force_download: bool = False, base: str | os.PathLike | None = None,
-               sha256: str | None = None) -> DataPath:
+               sha256: str | None = None, max_size: int | None = None) -> DataPath:
     """Download and extract the archive at `url` into `<data>/<name>` and return that folder; offline if it exists.
 
     `name` is the file name less .tgz/.tar.gz/.zip; `data` and `archive` default to `<base>/data` and
     `<base>/archive`, `base` to `blocklearn_home()`. The sha256 from `sha256=` or `checksums[url]` is verified;
-    with none, the first download's is recorded in `<archive>.sha256` and later downloads must match it.
-    Extraction is atomic and refuses absolute paths, `..`, links and devices.
+    with none, the digest of the first archive that extracts is recorded in `<archive>.sha256` and later
+    downloads must match it. `force_download=True` starts from scratch: archive, record and leftovers go first.
+    Extraction is atomic, refuses absolute paths, `..`, links and devices, and archives that would expand past
+    `max_size` bytes (default `$BLOCKLEARN_MAX_EXTRACT_SIZE`, e.g. `200G`, else 64 GiB).
     """
     base = Path(base).expanduser() if base is not None else blocklearn_home()
     if c_key not in _SUBDIRS:
@@ -144,6 +155,9 @@ def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | o
     arch, dest = archive_dir / fname, data_dir / name
     if dest.exists() and not force_download:
         return DataPath(dest)
+    limit = _extract_limit(max_size)
+    if force_download:
+        _start_afresh(arch, dest)
 
     expected = (sha256 or checksums.get(url) or _recorded_digest(arch)).lower() or None
     downloaded = force_download or not arch.exists()
@@ -156,11 +170,40 @@ def untar_data(url: str, archive: str | os.PathLike | None = None, data: str | o
     else:
         digest = _file_digest(arch)
     _check_digest(url, arch, digest, expected, downloaded)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _extract_into_place(arch, dest, replace=force_download, downloaded=downloaded, limit=limit)
+    # Recorded only now: a download cut short (with no Content-Length to tell) fails to extract, and its
+    # digest would otherwise make every later, complete download look tampered with.
     if expected is None:
         atomic_write_text(_digest_file(arch), f'{digest}  {arch.name}\n')
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _extract_into_place(arch, dest, replace=force_download)
     return DataPath(dest)
+
+
+def _start_afresh(arch: Path, dest: Path) -> None:
+    """What force_download discards before downloading: the archive's recorded digest, and the leftovers of
+    killed downloads and extractions. The archive and the folder are replaced only by a download that succeeds
+    (so a file:// URL naming the cached archive itself still works)."""
+    _digest_file(arch).unlink(missing_ok=True)
+    remove_stale_leftovers(arch, '.part')
+    for suffix in ('.extracting', '.old'):
+        remove_stale_leftovers(dest, suffix)
+
+
+def _extract_limit(max_size: int | None) -> int:
+    """The most bytes an archive may expand to: `max_size`, else `$BLOCKLEARN_MAX_EXTRACT_SIZE`, else 64 GiB."""
+    if max_size is not None:
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+            raise ValueError(f'untar_data(max_size={max_size!r}): give the most bytes an archive may expand to, '
+                             f'e.g. max_size=200 * 2**30.')
+        return max_size
+    text = os.environ.get(_MAX_SIZE_VAR, '').strip()
+    if not text:
+        return _MAX_EXTRACT_SIZE
+    m = re.fullmatch(r'(\d+)\s*([KMGT]?)(?:i?B)?', text, re.IGNORECASE)
+    if m is None:
+        raise ValueError(f'${_MAX_SIZE_VAR}={text!r} is not a size: give bytes, or a number with K, M, G or T '
+                         f'(powers of 1024), e.g. {_MAX_SIZE_VAR}=200G.')
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
 
 
 def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60, expected: str | None = None) -> str:
@@ -172,7 +215,7 @@ def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60, ex
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             size = int(resp.headers.get('Content-Length') or 0) or None
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.part')
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest), suffix='.part')
             digest = hashlib.sha256()
             bar = progress_bar(range(size or 0), total=size or 'noinfer') if show_progress else None
             if bar is not None:
@@ -195,8 +238,10 @@ def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60, ex
             raise DownloadError(f'its sha256 is {digest.hexdigest()}, expected {expected.lower()}...: the download '
                                 f'is corrupt or the file changed; nothing was kept, try again')
         os.replace(tmp, dest)
+        remove_stale_leftovers(dest, '.part')
         return digest.hexdigest()
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+        # HTTPException: IncompleteRead, a chunked body cut short
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, FileNotFoundError) and tmp is None and not dest.parent.exists():
@@ -229,18 +274,27 @@ def _check_digest(url: str, arch: Path, digest: str, expected: str | None, downl
                      f"{_digest_file(arch)}.")
 
 
-def _extract_into_place(arch: Path, dest: Path, replace: bool) -> None:
-    """Extract into a temp folder beside `dest`, then rename; a single top-level folder becomes `dest`."""
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.extracting'))
+def _extract_into_place(arch: Path, dest: Path, replace: bool, downloaded: bool = False,
+                        limit: int = _MAX_EXTRACT_SIZE) -> None:
+    """Extract into a temp folder beside `dest`, then rename; a single top-level folder becomes `dest`.
+
+    An archive that cannot be read is deleted if it was `downloaded` just now (likely cut short), so the next
+    call downloads it again; one put there by hand is kept for its owner to look at."""
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=temp_prefix(dest), suffix='.extracting'))
     old = None
     try:
         try:
-            _extract(arch, tmp)
+            _extract(arch, tmp, limit)
         except _TAR_FILTER_ERRORS as e:
             raise UnsafeArchiveError(f'Refused to extract {arch}: {e}. Nothing was kept.') from None
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
-            raise ValueError(f'Could not extract {arch}: {e}. The archive may be incomplete or damaged: delete '
-                             f'it, or call untar_data again with force_download=True.') from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError, _NotAnArchive) as e:
+            if downloaded:
+                arch.unlink(missing_ok=True)
+                fix = 'The download was deleted (it may have been cut short): call untar_data again.'
+            else:
+                fix = 'The archive may be incomplete or damaged: delete it, or call untar_data again with ' \
+                      'force_download=True.'
+            raise ValueError(f"Could not extract {arch}: {str(e).rstrip('.')}. {fix}") from None
         entries = list(tmp.iterdir())
         single = len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
         src = entries[0] if single else tmp
@@ -248,39 +302,56 @@ def _extract_into_place(arch: Path, dest: Path, replace: bool) -> None:
             if not replace:
                 # another process finished the same extraction first; theirs is as good as ours
                 return
-            old = dest.with_name(f'.{dest.name}.{secrets.token_hex(4)}.old')
+            old = dest.with_name(f'{temp_prefix(dest)}{secrets.token_hex(4)}.old')
             os.replace(dest, old)
         os.replace(src, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    for suffix in ('.extracting', '.old'):  # what killed extractions of this folder left behind
+        remove_stale_leftovers(dest, suffix)
 
 
-def _extract(arch: Path, target: Path) -> None:
+def _extract(arch: Path, target: Path, limit: int = _MAX_EXTRACT_SIZE) -> None:
     # tar is tried first: a plain .tar whose last member is a zip can look like a zip from its end
     if tarfile.is_tarfile(arch):
         with tarfile.open(arch, 'r:*') as tf:
             # members are checked as the stream is read, so a gzip archive is decompressed once
             # 'data' also strips setuid bits; Pythons older than 3.10.12 lack filters and rely on our checks alone
             kwargs = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
-            tf.extractall(target, members=_checked_tar_members(arch, tf), **kwargs)
+            tf.extractall(target, members=_checked_tar_members(arch, tf, limit), **kwargs)
     elif zipfile.is_zipfile(arch):
         with zipfile.ZipFile(arch) as zf:
+            total = 0
             for info in zf.infolist():
                 _check_member(arch, info.filename, _zip_kind(info))
+                total += info.file_size  # zipfile stops reading a member at its declared size
+                _check_size(arch, info.filename, total, limit)
             zf.extractall(target)
     else:
-        raise ValueError(f'{arch} is neither a tar nor a zip archive. Delete it and download it again, '
-                         f'or use untar_data only for .tgz/.tar.gz/.tar/.zip archives.')
+        raise _NotAnArchive(f'{arch.name} is neither a tar nor a zip archive (an error page saved under its name?); '
+                            f'untar_data reads .tgz/.tar.gz/.tar/.zip archives.')
 
 
-def _checked_tar_members(arch: Path, tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+def _checked_tar_members(arch: Path, tf: tarfile.TarFile, limit: int) -> Iterator[tarfile.TarInfo]:
+    total = 0
     for member in tf:
         kind = 'dir' if member.isdir() else 'file' if member.isreg() else (
             'symlink' if member.issym() else 'hard link' if member.islnk() else 'device or special file')
         _check_member(arch, member.name, kind)
+        # tarfile writes exactly the size a header declares (less fails), so counting headers before each member
+        # is written bounds the bytes on disk, and a bomb is refused before its members are decompressed
+        total += member.size if member.isreg() else 0
+        _check_size(arch, member.name, total, limit)
         yield member
+
+
+def _check_size(arch: Path, name: str, total: int, limit: int) -> None:
+    if total > limit:
+        raise UnsafeArchiveError(f"Refused to extract {arch}: it expands to more than {limit:,} bytes (at member "
+                                 f"{name!r}), the limit. Nothing was kept. If you trust it and have the space, "
+                                 f"raise the limit: untar_data(..., max_size=...) or ${_MAX_SIZE_VAR}.")
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import mimetypes
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
+
+from .collection import L
 
 __all__ = ['get_files', 'FileGetter', 'DataPath', 'Listing']
 
@@ -23,25 +25,31 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
     folders = set(folders) if folders else None
     found = []
     if recurse:
-        for root, dirs, files in os.walk(path, followlinks=followlinks):
-            top = Path(root) == path
-            dirs[:] = sorted(d for d in dirs if not d.startswith('.') and (not top or folders is None or d in folders))
-            found += _keep(Path(root), files, exts)
+        for root, files in _walk(path, folders, followlinks):
+            found += _keep(root, files, exts)
     else:
         found = _keep(path, [f.name for f in os.scandir(path) if f.is_file()], exts)
     return sorted(found)
 
 
-class Listing(list):
-    """A list of paths whose repr starts with its length, like `(#3) [Path('a'), ...]`, and stays short."""
-
-    def __repr__(self) -> str:
-        shown = ', '.join(repr(o) for o in self[:10])
-        return f"(#{len(self)}) [{shown}{', ...' if len(self) > 10 else ''}]"
+class Listing(L):
+    """What `ls()` returns: an `L` of paths, so `path.ls().sorted()` works; its repr starts with its length,
+    like `(#3) [Path('a'),...]`, and stays short."""
 
 
 class DataPath(type(Path())):
-    """A `Path` (what `untar_data` returns) with `ls()`; joining with `/` keeps the type, so `(path/'images').ls()` works."""
+    """A `Path` (what `untar_data` returns) with `ls()`; joining with `/` keeps the type, so `(path/'images').ls()` works.
+
+    After fastbook's `Path.BASE_PATH = path`, its repr is relative to that folder: `Path('train/3')`."""
+
+    def __repr__(self) -> str:
+        base = getattr(Path, 'BASE_PATH', None)
+        if base is not None:
+            try:
+                return f"Path({str(self.relative_to(base))!r})"
+            except (ValueError, TypeError):  # not under BASE_PATH: shown in full
+                pass
+        return super().__repr__()
 
     def ls(self, n_max: int | None = None, file_type: str | None = None,
            file_exts: Iterable[str] | str | None = None) -> Listing:
@@ -62,6 +70,31 @@ class DataPath(type(Path())):
             if n_max is not None and len(found) >= n_max:
                 break
         return Listing(found)
+
+
+def _walk(path: Path, folders: set[str] | None, followlinks: bool) -> Iterator[tuple[Path, list[str]]]:
+    """Each visible folder under `path` with its file names, each real folder once: a link is followed only to a
+    folder not already seen, after the tree itself, so a link loop (a link to a parent) is never walked again."""
+    seen: set[tuple[int, int]] = set()
+    links: list[Path] = []
+    yield from _walk_tree(path, folders, seen, links)
+    while followlinks and links:
+        yield from _walk_tree(links.pop(0), None, seen, links)
+
+
+def _walk_tree(start: Path, folders: set[str] | None, seen: set[tuple[int, int]],
+               links: list[Path]) -> Iterator[tuple[Path, list[str]]]:
+    for root, dirs, files in os.walk(start):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        top = root == str(start)
+        kept = sorted(d for d in dirs if not d.startswith('.') and (not top or folders is None or d in folders))
+        links += [Path(root) / d for d in kept if os.path.islink(os.path.join(root, d))]
+        dirs[:] = [d for d in kept if not os.path.islink(os.path.join(root, d))]
+        yield Path(root), files
 
 
 def _keep(root: Path, files: Iterable[str], exts: set[str] | None) -> list[Path]:

@@ -7,6 +7,15 @@ from typing import Any, Callable, Sequence
 
 from .registry import register_for_recipes
 
+try:  # the parser `re` compiles with; the module was renamed in Python 3.11
+    from re import _parser as _re_parser
+except ImportError:
+    import sre_parse as _re_parser
+
+_REPEATS = (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT)
+_POSSESSIVE_REPEAT = getattr(_re_parser, 'POSSESSIVE_REPEAT', None)  # Python 3.11+
+_ATOMIC_GROUP = getattr(_re_parser, 'ATOMIC_GROUP', None)
+
 __all__ = ['RegexLabeller', 'using_attr', 'parent_label', 'ColReader', 'ItemGetter', 'AttrGetter']
 
 
@@ -16,10 +25,21 @@ def parent_label(o: str | Path) -> str:
 
 
 class RegexLabeller:
-    """Label from the first group of `pat` searched (or matched, `match=True`) in the item."""
+    """Label from the first group of `pat` searched (or matched, `match=True`) in the item.
+
+    Beyond fastai: a pattern with no group, or with a nested quantifier such as `(\\w+)+` (which can take longer
+    than a lifetime to fail on one long name), is refused when the labeller is made, not hours into labelling."""
 
     def __init__(self, pat: str, match: bool = False):
         self.pat = re.compile(pat)
+        if self.pat.groups < 1:
+            raise ValueError(f"RegexLabeller: pattern r'{pat}' has no group to return as the label: put the label "
+                             f"part in parentheses, e.g. r'(.+)_\\d+.jpg$'.")
+        nested = _nested_quantifier(pat)
+        if nested:
+            raise ValueError(f"RegexLabeller: pattern r'{pat}' has a nested quantifier ({nested}): on a name it "
+                             f"does not match it can backtrack for hours. Remove the inner or outer repeat, or "
+                             f"make the inner one possessive (a++) or atomic ((?>...)) on Python 3.11+.")
         self.matcher = self.pat.match if match else self.pat.search
 
     def __call__(self, o: Any) -> str:
@@ -31,6 +51,44 @@ class RegexLabeller:
 
     def __repr__(self) -> str:
         return f"RegexLabeller(r'{self.pat.pattern}')"
+
+
+def _nested_quantifier(pat: str) -> str:
+    """A description of the first repeat inside a repeat in `pat` that can match a varying length, or ''."""
+    found = _find_nested(_re_parser.parse(pat).data, outer=None)
+    return f"a '{found[1]}' inside a '{found[0]}'" if found else ''
+
+
+def _find_nested(items: list, outer: str | None) -> tuple[str, str] | None:
+    # Catastrophic backtracking needs an inner repeat of varying length under an outer one that repeats: the
+    # regex engine then tries every way to split the text between them. Atomic and possessive parts never retry.
+    for op, av in items:
+        if op in _REPEATS:
+            lo, hi, sub = av
+            here = _repeat_text(lo, hi)
+            if outer is not None and lo != hi:
+                return outer, here
+            found = _find_nested(sub, here if hi > 1 and outer is None else outer)
+        elif op is _re_parser.SUBPATTERN:
+            found = _find_nested(av[-1], outer)
+        elif op is _re_parser.BRANCH:
+            found = next(filter(None, (_find_nested(b, outer) for b in av[1])), None)
+        elif op in (_re_parser.ASSERT, _re_parser.ASSERT_NOT):
+            found = _find_nested(av[1], outer)
+        elif op is _POSSESSIVE_REPEAT:
+            found = _find_nested(av[2], None)  # never retried from outside, but may still backtrack within
+        elif op is _ATOMIC_GROUP:
+            found = _find_nested(av, None)
+        else:
+            found = None
+        if found:
+            return found
+    return None
+
+
+def _repeat_text(lo: int, hi: int) -> str:
+    hi_text = '' if hi == _re_parser.MAXREPEAT else str(hi)
+    return {(0, ''): '*', (1, ''): '+', (0, '1'): '?'}.get((lo, hi_text), f'{{{lo},{hi_text}}}')
 
 
 class using_attr:

@@ -11,6 +11,7 @@ import torch
 
 from .datasets import Datasets
 from .loader import CollateError, DataLoader
+from .printable import printable
 from .transform import Pipeline
 
 __all__ = ['summarize', 'short_repr']
@@ -38,7 +39,9 @@ def summarize(dblock: Any, source: Any, bs: int = 4, show_batch: bool = False, p
     The batch is built by the train DataLoader's own stages (`load_item`, `collate`, `finish_batch`), only
     narrated here, so it is the batch `dls.train.one_batch()` gives for the same random draws; it is returned.
     """
-    p = print_fn
+    def p(*args: Any) -> None:
+        # A file name that is not valid UTF-8 is shown with its escapes, never as a crash of the print.
+        print_fn(*(printable(a) for a in args))
     p('Setting-up type transforms pipelines')
     p(f'Collecting items from {source}')
     items = _step(p, 'collecting the items', lambda: dblock.collect_items(source))

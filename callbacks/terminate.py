@@ -1,4 +1,4 @@
-"""TerminateOnNaNCallback: stop fitting as soon as the loss is NaN or infinite."""
+"""TerminateOnNaNCallback: stop fitting as soon as the loss is NaN or infinite, before it reaches the weights."""
 from __future__ import annotations
 
 import torch
@@ -9,13 +9,16 @@ __all__ = ['TerminateOnNaNCallback']
 
 
 class TerminateOnNaNCallback(Callback):
-    """Raise CancelFitException when a training loss is not finite (checks each batch: one sync)."""
+    """Raise CancelFitException when a training loss is not finite (checks each batch: one sync).
+
+    Beyond fastai, which checks after the step (so every weight is already NaN): the loss is checked before the
+    backward pass, so the model keeps the weights of the last finite batch; nothing is restored behind your back."""
     order = -9
     run_valid = False
 
-    def after_batch(self) -> None:
+    def after_loss(self) -> None:
         loss = self.learn.loss
-        if loss is not None and not bool(torch.isfinite(loss).all()):
-            print(f"Loss is {loss.mean().item()} at epoch {self.learn.epoch}, batch {self.learn.iter}: "
-                  "stopping the fit.")
+        if self.learn.training and loss is not None and not bool(torch.isfinite(loss).all()):
+            print(f"Loss is {loss.mean().item()} at epoch {self.learn.epoch}, batch {self.learn.iter}: stopping "
+                  "the fit before its optimizer step, so the model keeps the weights of the last finite batch.")
             raise CancelFitException()

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from blocklearn.blocks.printable import printable
 from blocklearn.blocks.show import get_grid, show_sample
 from blocklearn.learner.metrics import precision_recall_f1
 
@@ -74,10 +75,11 @@ class ClassificationInterpretation(Interpretation):
             cm = cm.astype(float) / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         fig = plt.figure(figsize=figsize, dpi=dpi, **kwargs)
         plt.imshow(cm, interpolation='nearest', cmap=cmap)
-        plt.title(title)
+        plt.title(printable(title))
         ticks = np.arange(len(self.vocab))
-        plt.xticks(ticks, self.vocab, rotation=90)
-        plt.yticks(ticks, self.vocab, rotation=0)
+        labels = [printable(v) for v in self.vocab]  # a label from a file name that is not UTF-8 cannot be drawn
+        plt.xticks(ticks, labels, rotation=90)
+        plt.yticks(ticks, labels, rotation=0)
         if plot_txt:
             thresh = cm.max() / 2.
             for i in range(cm.shape[0]):
@@ -194,7 +196,7 @@ class ClassificationInterpretation(Interpretation):
         for ax, i, title in zip(axs, idx.tolist(), titles):
             if inputs:  # an interpretation built from predictions alone has titles only
                 show_sample(self._decoded_input(tuple(x[i:i + 1] for x in inputs)), ctx=ax, **kwargs)
-            ax.set_title(title)
+            ax.set_title(printable(title))
         return fig
 
     def _decoded_input(self, xb: tuple) -> tuple:
@@ -222,12 +224,12 @@ class ClassificationInterpretation(Interpretation):
     def print_classification_report(self) -> dict[str, dict[str, float]]:
         """Print `classification_report()` as a table (and return it)."""
         report = self.classification_report()
-        width = max(12, *(len(str(c)) for c in report))
+        width = max(12, *(len(printable(c)) for c in report))
         lines = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
         for name, r in report.items():
             if name == 'macro avg':
                 lines.append('')
-            lines.append(f"{name:>{width}} {r['precision']:>9.2f} {r['recall']:>9.2f} {r['f1-score']:>9.2f} "
+            lines.append(f"{printable(name):>{width}} {r['precision']:>9.2f} {r['recall']:>9.2f} {r['f1-score']:>9.2f} "
                          f"{r['support']:>9d}")
         print('\n'.join(lines))
         return report

@@ -17,7 +17,7 @@ from blocklearn.blocks.datasets import Datasets, TfmdLists
 from blocklearn.blocks.loader import DataLoader, DataLoaders
 from blocklearn.blocks.recipe import RecipeError, decode_value, from_ref, loss_from_recipe, tfm_from_recipe
 from blocklearn.blocks.registry import trusted_refs
-from blocklearn.blocks.safe_io import safe_load
+from blocklearn.blocks.safe_io import CorruptFileError, safe_load
 from blocklearn.blocks.transform import Pipeline
 from blocklearn.learner.export import EXPORT_FORMAT, EXPORT_VERSION, ExportError
 from blocklearn.learner.learner import Learner
@@ -37,13 +37,19 @@ def load_learner(fname: str | Path, cpu: bool = True, model: nn.Module | None = 
     fname = Path(fname)
     if not fname.exists():
         raise FileNotFoundError(f"load_learner: no export at {fname}; write one with learn.export({fname.name!r}).")
-    state = safe_load(fname, map_location='cpu')
+    try:
+        state = safe_load(fname, map_location='cpu')
+    except CorruptFileError as e:
+        raise ExportError(f"load_learner: {fname} is not a blocklearn export, or a damaged one. {e}") from None
     if not isinstance(state, dict) or state.get('format') != EXPORT_FORMAT:
         raise ExportError(f"load_learner: {fname} is not a blocklearn export (saved by learn.save? then use "
                           f"learn.load(name) on a Learner built the same way).")
     version = state.get('version', 0)
-    if not isinstance(version, int) or version > EXPORT_VERSION:
-        raise ExportError(f"load_learner: {fname} is export version {version!r}; this blocklearn reads "
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ExportError(f"load_learner: {fname} gives its export version as {_short(version)}, where every "
+                          f"export writes a whole number: a damaged or hand-edited export; export it again.")
+    if version > EXPORT_VERSION:
+        raise ExportError(f"load_learner: {fname} is export version {version}; this blocklearn reads "
                           f"up to {EXPORT_VERSION}: upgrade blocklearn.")
     recipe = _read_recipe(state, fname)
     try:
@@ -85,6 +91,11 @@ def _read_recipe(state: dict[str, Any], fname: Path) -> dict[str, Any]:
         raise ExportError(f"load_learner: {fname} has no recipe this blocklearn can read (a damaged export?); "
                           f"export the learner again.")
     return recipe
+
+
+def _short(v: Any, n: int = 40) -> str:
+    s = repr(v)
+    return s if len(s) <= n else s[:n] + '...'
 
 
 def _dropped_inputs(data: dict[str, Any]) -> list[str]:

@@ -1,9 +1,12 @@
 """The command line: the README's main job, on the committed data, and its one-line errors."""
+import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from blocklearn.learner.load import load_learner
 from blocklearn.vision.__main__ import main
@@ -60,3 +63,68 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
         res = subprocess.run([sys.executable, '-m', 'blocklearn.vision', *args], capture_output=True, text=True)
         assert res.returncode in (1, 2), res.stderr  # 2: the arguments themselves (argparse's convention)
         assert res.stderr.startswith('error: ') and res.stderr.count('\n') == 1, res.stderr
+
+
+def _cli(args, capsys):
+    """`main(args)` in this process: its exit status (argparse exits 2), stdout and stderr."""
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize('bad, names', [
+    (['--bs', '0'], '--bs'), (['--bs', '-1'], '--bs'), (['--size', '0'], '--size'),
+    (['--epochs', '0'], '--epochs'), (['--epochs', '-3'], '--epochs'),
+    (['--lr', 'nan'], '--lr'), (['--lr', 'inf'], '--lr'), (['--lr', '-0.01'], '--lr'),
+    (['--seed', '99999999999999999999'], '--seed'), (['--seed', '-1'], '--seed'),
+    (['--label-re', '('], '--label-re'), (['--label-re', r'\w+\.jpg$'], 'no group'),
+    (['--label-re', r'^(\w+)+_\d+\.jpg$'], 'nested quantifier'),
+    (['--arch', 'get_model'], '--arch'), (['--arch', 'list_models'], '--arch'), (['--arch', 'ResNet'], '--arch')])
+def test_bad_train_arguments_are_one_line_naming_them(tmp_path, write_image, capsys, bad, names):
+    write_image(tmp_path / 'cat_1.jpg')
+    args = ['train', str(tmp_path), '--label-re', r'(.+)_\d+.jpg$', '--out', str(tmp_path / 'out')]
+    code, out, err = _cli(args + bad, capsys)
+    assert code != 0 and err.startswith('error: ') and err.count('\n') == 1, err
+    assert names in err and 'Epoch' not in out and not (tmp_path / 'out').exists(), err
+
+
+def test_catastrophic_label_regex_cannot_hang(tmp_path, write_image):
+    write_image(tmp_path / ('a' * 60 + '.jpg'))  # a long name it cannot match: (\w+)+ would try 2**60 splits
+    res = subprocess.run([sys.executable, '-m', 'blocklearn.vision', 'summary', str(tmp_path), '--label-re',
+                          r'^(\w+)+_\d+\.jpg$'], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and 'nested quantifier' in res.stderr and res.stderr.count('\n') == 1, res.stderr
+
+
+def test_predict_says_what_was_given_instead(tmp_path, write_image, capsys):
+    photo = write_image(tmp_path / 'cat.jpg')
+    code, _, err = _cli(['predict', str(photo), str(photo)], capsys)  # the image given as the model
+    assert code == 1 and err.count('\n') == 1 and 'cat.jpg is not a blocklearn export' in err, err
+    assert 'JPEG image' in err and 'pickle' not in err
+    code, _, err = _cli(['predict', str(tmp_path / 'model.pkl'), str(tmp_path)], capsys)  # a folder as an image
+    assert code == 1 and err.count('\n') == 1 and f"image '{tmp_path}' is a folder" in err, err
+
+
+def test_train_with_a_file_name_that_is_not_utf8(tmp_path, capsys):
+    folder = tmp_path / 'imgs'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for label, colour in ((b'caf\xe9', (200, 30, 30)), (b'tea', (30, 30, 200))):
+        for i in range(8):  # a Latin-1 name, as a camera or an old archive writes it: not valid UTF-8
+            name = os.path.join(os.fsencode(folder), label + b'_%d.jpg' % i)
+            arr = np.clip(np.array(colour) + rng.integers(-40, 40, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(os.fsdecode(name), format='JPEG')
+    out_dir = tmp_path / 'out'
+    code, out, err = _cli(['train', str(folder), '--label-re', r'(.+)_\d+\.jpg$', '--size', '32', '--bs', '4',
+                           '--epochs', '1', '--out', str(out_dir)], capsys)
+    assert code == 0, err
+    for name in ('model.pkl', 'lr_find.png', 'loss.png', 'confusion_matrix.png'):
+        assert (out_dir / name).stat().st_size > 0, name
+    assert out.index('Exported') < out.index('Confusion matrix')  # the model is safe before any report
+    report = out[out.index('Confusion matrix'):]
+    assert 'caf\\xe9' in report and '\udce9' not in out + err and '\\udce9' not in out  # one escape everywhere
+    code, out, err = _cli(['predict', str(out_dir / 'model.pkl'), os.fsdecode(os.path.join(
+        os.fsencode(folder), b'caf\xe9_0.jpg'))], capsys)
+    assert code == 0 and 'caf\\xe9_0.jpg' in out and '\udce9' not in out, err

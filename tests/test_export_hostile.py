@@ -259,3 +259,55 @@ def test_trusted_names_are_refused(clean, trusted):
     _, file, _ = clean
     with pytest.raises(TypeError, match='trusted= takes'):
         load_learner(file, trusted=trusted)
+
+
+def _one_line_naming(err: BaseException, file: Path) -> str:
+    msg = str(err)
+    assert str(file) in msg and '\n' not in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize('edit', ['version is a string', 'version is a dict', 'recipe without data',
+                                  'recipe is a list', 'dtype load'])
+def test_damaged_recipe_is_one_line_naming_the_file(clean, tmp_path, edit):
+    _, _, state = clean
+    state, recipe = dict(state), json.loads(state['recipe'])
+    if edit == 'version is a string':
+        state['version'] = '2'
+    elif edit == 'version is a dict':
+        state['version'] = {'major': 1}
+    elif edit == 'recipe without data':
+        del recipe['data']
+    elif edit == 'recipe is a list':
+        recipe = [recipe]
+    else:
+        _tfm(recipe['data']['loaders'][1]['after_batch'], 'Normalize')['state']['__dict__']['mean'] = \
+            {'__tensor__': [0.485, 0.456, 0.406], 'dtype': 'load'}
+    file = _write(state, recipe, tmp_path / 'edited.pkl')
+    with pytest.raises(RecipeError) as err:
+        load_learner(file)
+    msg = _one_line_naming(err.value, file)
+    assert 'upgrade' not in msg  # nothing here is from a newer blocklearn
+
+
+def test_export_with_flipped_or_overwritten_bytes_is_refused(clean, tmp_path):
+    _, file, _ = clean
+    good = file.read_bytes()
+    weights = next(v for v in clean[2]['model'].values() if v.numel() > 100).numpy().tobytes()
+    at = good.index(weights[:64])
+    for damaged in (good[:at] + b'\x00' * 64 + good[at + 64:],          # weights overwritten: would predict nan
+                    good[:at + 10] + bytes([good[at + 10] ^ 1]) + good[at + 11:]):  # one flipped bit
+        bad = tmp_path / 'damaged.pkl'
+        bad.write_bytes(damaged)
+        with pytest.raises(ValueError) as err:
+            load_learner(bad)
+        assert 'damaged' in _one_line_naming(err.value, bad)
+
+
+def test_an_image_given_as_the_export_is_named_as_one(tmp_path, images):
+    photo = tmp_path / 'photo.jpg'
+    Image.open(get_image_files(images)[0]).convert('RGB').save(photo)
+    with pytest.raises(RecipeError) as err:
+        load_learner(photo)
+    msg = _one_line_naming(err.value, photo)
+    assert 'not a blocklearn export' in msg and 'JPEG image' in msg and 'pickle' not in msg

@@ -1,8 +1,14 @@
 import hashlib
+import http.server
 import io
+import os
 import socket
 import stat
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -142,10 +148,14 @@ def test_first_digest_is_recorded_and_checks_later_downloads(tmp_path, home):
     record = home / 'archive' / 'mnist_tiny.tgz.sha256'
     assert record.read_text() == f'{sha(src)}  mnist_tiny.tgz\n'
     make_tar(src, {**FILES, 'mnist_tiny/changed.txt': b'changed'})
+    (home / 'archive' / 'mnist_tiny.tgz').unlink()  # the folder and the archive gone: the next call downloads
+    path.rename(path.with_name('moved'))
     with pytest.raises(ValueError, match=r'sha256 mismatch.*mnist_tiny\.tgz\.sha256'):
-        untar_data(src.as_uri(), force_download=True)
-    assert (path / 'labels.csv').exists() and not (path / 'changed.txt').exists()
-    assert not (home / 'archive' / 'mnist_tiny.tgz').exists()
+        untar_data(src.as_uri())
+    assert not path.exists() and not (home / 'archive' / 'mnist_tiny.tgz').exists()
+    # force_download starts from scratch, the record included: the new archive is trusted and recorded
+    assert (untar_data(src.as_uri(), force_download=True) / 'changed.txt').exists()
+    assert record.read_text() == f'{sha(src)}  mnist_tiny.tgz\n'
 
 
 def test_sha256_mismatch_leaves_nothing(tmp_path, home):
@@ -179,9 +189,9 @@ def test_cached_archive_with_wrong_digest_is_refused(tmp_path, home):
 def test_damaged_archive_names_file_and_fix(tmp_path, home):
     src = make_tar(tmp_path / 'mnist_tiny.tgz', {'mnist_tiny/big.bin': bytes(range(256)) * 4000})
     src.write_bytes(src.read_bytes()[:-200])
-    with pytest.raises(ValueError, match=r'Could not extract .*mnist_tiny\.tgz.*force_download=True'):
+    with pytest.raises(ValueError, match=r'Could not extract .*mnist_tiny\.tgz.*download was deleted.*again'):
         untar_data(src.as_uri())
-    assert leftovers(home / 'data') == []
+    assert leftovers(home / 'data') == [] and leftovers(home / 'archive') == []
 
 
 @pytest.mark.parametrize('hostile', ['absolute', 'dotdot', 'symlink', 'hardlink_abs', 'hardlink_rel', 'device'])
@@ -349,3 +359,133 @@ def test_download_url_gives_up_after_timeout(tmp_path):
         with pytest.raises(DownloadError, match='timed out'):
             download_url(url, tmp_path / 'slow.bin', show_progress=False, timeout=0.2)
     assert leftovers(tmp_path) == []
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Serves `bodies` in turn (the last one from then on), the way `mode` says: 'close' sends no Content-Length
+    and ends the body by closing the connection (a cut there looks like the end); 'chunked' uses chunks."""
+
+    def __init__(self, bodies: list, mode: str = 'close'):
+        super().__init__(('127.0.0.1', 0), _Handler)
+        self.bodies, self.mode = list(bodies), mode
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return f'http://127.0.0.1:{self.server_address[1]}/mnist_tiny.tgz'
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.0'
+
+    def do_GET(self):
+        body, cut = self.server.bodies.pop(0) if len(self.server.bodies) > 1 else self.server.bodies[0]
+        self.send_response(200)
+        if self.server.mode == 'chunked':
+            self.protocol_version = 'HTTP/1.1'
+            self.send_header('Transfer-Encoding', 'chunked')
+            self.end_headers()
+            self.wfile.write(b'%x\r\n%s\r\n' % (len(body), body[:cut]))  # announces all, sends `cut`, hangs up
+        else:
+            self.end_headers()
+            self.wfile.write(body[:cut])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_download_cut_short_is_not_recorded_and_the_next_call_recovers(tmp_path, home):
+    good = make_tar(tmp_path / 'mnist_tiny.tgz', {'mnist_tiny/big.bin': bytes(range(256)) * 4000}).read_bytes()
+    with _Server([(good, len(good) // 2), (good, len(good))]) as url:
+        with pytest.raises(ValueError, match=r'Could not extract .*mnist_tiny\.tgz.*download was deleted'):
+            untar_data(url)
+        assert leftovers(home / 'archive') == [] and leftovers(home / 'data') == []  # no record of the bad one
+        path = untar_data(url)
+    assert (path / 'big.bin').read_bytes() == bytes(range(256)) * 4000
+    assert (home / 'archive' / 'mnist_tiny.tgz.sha256').read_text().split()[0] == hashlib.sha256(good).hexdigest()
+
+
+def test_chunked_download_cut_short_names_the_url(tmp_path, home):
+    good = make_tar(tmp_path / 'mnist_tiny.tgz', FILES).read_bytes()
+    with _Server([(good, 10)], mode='chunked') as url:
+        with pytest.raises(DownloadError, match=f'Could not download {url}'):
+            untar_data(url)
+    assert leftovers(home / 'archive') == []
+
+
+def test_archive_copied_in_part_then_force_download(tmp_path, home):
+    src = make_tar(tmp_path / 'mnist_tiny.tgz', {'mnist_tiny/big.bin': bytes(range(256)) * 4000})
+    (home / 'archive').mkdir(parents=True)
+    (home / 'archive' / 'mnist_tiny.tgz').write_bytes(src.read_bytes()[:-200])  # a copy interrupted by hand
+    with pytest.raises(ValueError, match=r'Could not extract .*force_download=True'):
+        untar_data(src.as_uri())
+    assert leftovers(home / 'archive') == ['mnist_tiny.tgz']  # put there by hand: kept, but its digest not recorded
+    path = untar_data(src.as_uri(), force_download=True)  # its own advice works
+    assert (path / 'big.bin').exists() and (home / 'archive' / 'mnist_tiny.tgz').read_bytes() == src.read_bytes()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_killed_downloads_and_extractions_are_removed(tmp_path, home):
+    src = make_tar(tmp_path / 'mnist_tiny.tgz', FILES)
+    archive, data = home / 'archive', home / 'data'
+    archive.mkdir(parents=True)
+    (data / f'.mnist_tiny.{_dead_pid()}-k2j4h5g6.extracting' / 'mnist_tiny').mkdir(parents=True)
+    (data / '.mnist_tiny.x7y8z9w0.extracting').mkdir()                      # older: a name with no pid
+    (data / '.mnist_tiny.0a1b2c3d.old').mkdir()
+    live = [archive / f'.mnist_tiny.tgz.{os.getppid()}-abcdefgh.part', data / '.mnist_tiny.abcdefgh.extracting']
+    for p in (archive / f'.mnist_tiny.tgz.{_dead_pid()}-q1w2e3r4.part', archive / '.mnist_tiny.tgz.t5y6u7i8.part',
+              archive / '.other.tgz.t5y6u7i8.part', live[0]):
+        p.write_bytes(b'x' * 100)
+    live[1].mkdir()
+    hour_ago = time.time() - 3600
+    for p in (data / '.mnist_tiny.x7y8z9w0.extracting', data / '.mnist_tiny.0a1b2c3d.old',
+              archive / '.mnist_tiny.tgz.t5y6u7i8.part', live[0]):
+        os.utime(p, (hour_ago, hour_ago))
+    untar_data(src.as_uri())
+    assert leftovers(archive) == sorted(['.other.tgz.t5y6u7i8.part', live[0].name, 'mnist_tiny.tgz',
+                                         'mnist_tiny.tgz.sha256'])
+    assert leftovers(data) == sorted([live[1].name, 'mnist_tiny'])
+
+
+def test_force_download_starts_from_scratch(tmp_path, home):
+    src = make_tar(tmp_path / 'mnist_tiny.tgz', FILES)
+    untar_data(src.as_uri())
+    stale = home / 'archive' / '.mnist_tiny.tgz.t5y6u7i8.part'
+    stale.write_bytes(b'half')
+    os.utime(stale, (time.time() - 3600,) * 2)
+    (home / 'archive' / 'mnist_tiny.tgz.sha256').write_text('0' * 64 + '  mnist_tiny.tgz\n')  # a bad record
+    make_tar(src, {**FILES, 'mnist_tiny/new.txt': b'new'})
+    assert (untar_data(src.as_uri(), force_download=True) / 'new.txt').read_bytes() == b'new'
+    assert leftovers(home / 'archive') == ['mnist_tiny.tgz', 'mnist_tiny.tgz.sha256']
+    assert (home / 'archive' / 'mnist_tiny.tgz.sha256').read_text().split()[0] == sha(src)
+    # the archive is replaced only by a download that worked: a URL naming the cached archive itself works too
+    assert (untar_data((home / 'archive' / 'mnist_tiny.tgz').as_uri(), force_download=True) / 'new.txt').exists()
+
+
+def test_archive_that_expands_past_the_limit_is_refused(tmp_path, home, monkeypatch):
+    many = make_tar(tmp_path / 'many.tgz', {f'many/{i}.bin': bytes(400) for i in range(3)})  # 1200 bytes in all
+    with pytest.raises(UnsafeArchiveError, match=r'many\.tgz.*more than 1,000 bytes.*max_size='):
+        untar_data(many.as_uri(), max_size=1000)
+    assert leftovers(home / 'data') == []
+    assert (untar_data(many.as_uri(), max_size=1200) / '2.bin').stat().st_size == 400
+    # a gzip bomb: 8 MB of zeros in 8 kB; refused from the sizes the tar headers declare, before writing them
+    bomb = make_tar(tmp_path / 'bomb.tgz', {'bomb/zeros.bin': bytes(8 << 20)})
+    assert bomb.stat().st_size < 20_000
+    monkeypatch.setenv('BLOCKLEARN_MAX_EXTRACT_SIZE', '1M')
+    with pytest.raises(UnsafeArchiveError, match=r"bomb\.tgz.*more than 1,048,576 bytes.*'bomb/zeros\.bin'"):
+        untar_data(bomb.as_uri())
+    assert leftovers(home / 'data') == ['many']
+    zipped = make_zip(tmp_path / 'zipped.zip', {'zipped/a.bin': bytes(600), 'zipped/b.bin': bytes(600)})
+    with pytest.raises(UnsafeArchiveError, match=r'zipped\.zip.*more than 1,000 bytes'):
+        untar_data(zipped.as_uri(), max_size=1000)
+    monkeypatch.setenv('BLOCKLEARN_MAX_EXTRACT_SIZE', 'lots')
+    with pytest.raises(ValueError, match='BLOCKLEARN_MAX_EXTRACT_SIZE'):
+        untar_data(zipped.as_uri())

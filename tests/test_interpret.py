@@ -1,4 +1,5 @@
 """Interpretation views on synthetic predictions and on a tiny learner over the committed photos."""
+import io
 import types
 
 import matplotlib.pyplot as plt
@@ -258,3 +259,21 @@ def test_lesson1_views_plot_from_stored_predictions(interp_learn):
             assert float(prob) == pytest.approx(float(probs[i]), abs=0.006)
             assert ax.images
         plt.close(fig)
+
+
+def test_labels_from_file_names_that_are_not_utf8_are_drawn_escaped(capsys):
+    # b'caf\xe9' read from a Latin-1 file name: Python gives the str 'caf\udce9', which matplotlib cannot draw
+    cafe = b'caf\xe9'.decode('utf-8', 'surrogateescape')
+    interp = interp_from_preds([[.9, .1], [.8, .2], [.3, .7]], [0, 1, 1], vocab=(cafe, 'tea'))
+    figs = [interp.plot_confusion_matrix(return_fig=True), interp.plot_top_losses(2, return_fig=True),
+            interp.plot_most_uncertain(2, return_fig=True), interp.plot_most_confident(1, 1, return_fig=True)]
+    for fig in figs:
+        fig.savefig(io.BytesIO(), format='png')  # text is laid out (and fails) only when drawn
+    ticks = [t.get_text() for t in figs[0].axes[0].get_xticklabels()]
+    assert ticks == ['caf\\xe9', 'tea']
+    titles = [ax.get_title() for fig in figs[1:] for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 5 and all(t.startswith(('caf\\xe9/', 'tea/', 'caf\\xe9 / ', 'tea / ')) for t in titles)
+    for fig in figs:
+        plt.close(fig)
+    interp.print_classification_report()
+    assert 'caf\\xe9' in capsys.readouterr().out

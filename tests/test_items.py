@@ -83,3 +83,32 @@ def test_parent_label_and_col_reader():
     assert ColReader('tags', label_delim=' ')(df.iloc[0]) == ['x', 'y']
     assert ColReader('tags', label_delim=' ')(df.iloc[1]) == []
     assert ColReader(0)(df.iloc[1]) == 'b'
+
+
+def test_get_files_lists_each_file_once_through_a_symlink_loop(tmp_path, write_image):
+    for split, label in (('train', 'cat'), ('train', 'dog'), ('valid', 'cat')):
+        write_image(tmp_path / split / label / f'{split}_{label}.jpg')
+    (tmp_path / 'train' / 'cat' / 'up').symlink_to(tmp_path)  # a loop: train/cat/up/train/cat/up/...
+    (tmp_path / 'train' / 'all_dogs').symlink_to(tmp_path / 'train' / 'dog')  # a link elsewhere is still followed
+    found = get_image_files(tmp_path)
+    assert sorted(p.name for p in found) == ['train_cat.jpg', 'train_dog.jpg', 'valid_cat.jpg']
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        'train/cat/train_cat.jpg', 'train/dog/train_dog.jpg', 'valid/cat/valid_cat.jpg']
+
+
+@pytest.mark.parametrize('pat', [r'^(\w+)+_\d+\.jpg$', r'((a|b)*)*x', r'(?:(\d+)_?)+$', r'(.+)(x?)+'])
+def test_regex_labeller_refuses_nested_quantifiers_at_once(pat):
+    # each would take longer than the age of the universe on a long name with no match, e.g. 'a' * 40 + '!'
+    with pytest.raises(ValueError, match=r'nested quantifier.*possessive|nested quantifier.*atomic'):
+        RegexLabeller(pat)
+
+
+def test_regex_labeller_accepts_patterns_that_cannot_backtrack_badly():
+    for pat in (r'(.+)_\d+.jpg$', r'^([a-z]+(?:_[a-z]+)?)_(\d{2})+\.png$', r'(\w+?)-\d*', r'((?:ab){2})+'):
+        RegexLabeller(pat)
+    assert RegexLabeller(r'((?:ab){2})+x', match=True)('ababx') == 'abab'
+
+
+def test_regex_labeller_needs_a_group():
+    with pytest.raises(ValueError, match=r"no group.*parentheses"):
+        RegexLabeller(r'\w+_\d+.jpg$')

@@ -1,6 +1,7 @@
 """Checkpoints that resume exactly, saves that survive a kill, loads that never run code."""
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -98,6 +99,17 @@ def test_resumed_run_ends_bitwise_like_the_uninterrupted_one(fashion, uninterrup
     for name in ('lr', 'mom'):
         assert learn.recorder.hps[name] == uninterrupted.recorder.hps[name][-4:]
     assert learn.recorder.log[0] == 2 and learn.recorder.values[-1][1] == uninterrupted.recorder.values[-1][1]
+
+
+def test_resume_with_the_default_progress_bar(fashion, uninterrupted, capsys):
+    # The README's recipe as typed in a console: no no_bar(), the results table printed.
+    learn = fashion_learner(fashion, uninterrupted.path, seed=123)
+    learn.load('model_1')
+    learn.fit_one_cycle(3, 1e-2, start_epoch=2)
+    out = capsys.readouterr().out
+    rows = re.split('[\r\n]', out)
+    assert 'Epoch 1/1' in out and sum(r.startswith('2 ') for r in rows) == 1   # one epoch run, logged as epoch 2
+    assert_same_state(learn, uninterrupted)
 
 
 def test_resuming_without_the_rng_states_ends_elsewhere(fashion, uninterrupted):

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+import zipfile
 
 import pytest
 import torch
@@ -146,3 +148,113 @@ def test_corrupt_file_is_named(tmp_path):
     with pytest.raises(CorruptFileError, match='cut.pth'):
         safe_load(path)
 
+
+
+def _saved(tmp_path, state=None):
+    path = tmp_path / 'export.pkl'
+    atomic_save(state if state is not None else {'w': torch.linspace(-1, 1, 300), 'recipe': '{"vocab": ["a"]}'}, path)
+    return path
+
+
+def test_weights_overwritten_in_place_fail_their_checksum(tmp_path):
+    # torch.load does not check a zip's CRCs: these bytes would load, and predict nan
+    path = _saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    at = data.index(torch.linspace(-1, 1, 300).numpy().tobytes()[:64]) + 400
+    data[at:at + 16] = b'\xff' * 16
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"export\.pkl.*damaged.*checksum of '\w+/data/0'"):
+        safe_load(path)
+
+
+def test_any_flipped_byte_is_refused_or_changes_nothing(tmp_path):
+    path = _saved(tmp_path)
+    good = path.read_bytes()
+    want = safe_load(path)
+    refused = 0
+    for at in range(0, len(good), 3):
+        data = bytearray(good)
+        data[at] ^= 0x55
+        path.write_bytes(bytes(data))
+        try:
+            got = safe_load(path)
+        except CorruptFileError as e:
+            assert str(path) in str(e) and '\n' not in str(e), (at, str(e))
+            refused += 1
+            continue
+        # a byte no reader uses (a timestamp, padding): what loads is exactly what was saved
+        assert torch.equal(got['w'], want['w']) and got['recipe'] == want['recipe'], at
+    assert refused > len(good) // 6
+
+
+def test_a_jpeg_is_not_called_a_pickle(tmp_path, write_image):
+    photo = write_image(tmp_path / 'cat.jpg')
+    with pytest.raises(CorruptFileError, match=r'cat\.jpg.*not a file torch\.save wrote.*JPEG image'):
+        safe_load(photo)
+    (tmp_path / 'page.pth').write_text('<!DOCTYPE html><html>Access denied</html>')
+    with pytest.raises(CorruptFileError, match=r'page\.pth.*HTML'):
+        safe_load(tmp_path / 'page.pth')
+
+
+def _with_storage_of(path, numel: int):
+    """A torch file whose one tensor claims a storage of `numel` floats (the data holds 3): a hostile edit."""
+    torch.save({'w': torch.tensor([1., 2., 3.])}, path)
+    with zipfile.ZipFile(path) as zf:
+        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(path, 'w') as zf:
+        for name, data in members:
+            if name.endswith('data.pkl'):  # the storage's size is the BININT1 3 just before the tuple closes
+                assert data.count(b'K\x03t') == 1
+                data = data.replace(b'K\x03t', b'\x8a\x08' + numel.to_bytes(8, 'little') + b't')
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize('numel, says', [(2 ** 62, r'a tensor in it claims more than 2\*\*63 bytes'),
+                                         (2 ** 40, 'record size')])
+def test_a_storage_larger_than_its_data_is_refused(tmp_path, numel, says):
+    path = _with_storage_of(tmp_path / 'huge.pth', numel)
+    with pytest.raises(CorruptFileError, match=rf'huge\.pth: it is damaged \({says}'):
+        safe_load(path)
+
+
+_FULL_DISK = textwrap.dedent('''
+    import resource, sys, torch
+    from blocklearn.blocks.safe_io import atomic_save
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # as if the disk filled up at 100 kB
+    try:
+        atomic_save({'w': torch.zeros(100_000)}, sys.argv[1])
+    except OSError as e:
+        print(e)
+''')
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='RLIMIT_FSIZE semantics are Linux-specific')
+def test_disk_full_names_the_file_and_keeps_the_previous_one(tmp_path):
+    path = tmp_path / 'model.pth'
+    atomic_save({'step': 1}, path)
+    res = subprocess.run([sys.executable, '-c', _FULL_DISK, str(path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert str(path) in res.stdout and 'disk full or file too large' in res.stdout, res.stdout
+    assert safe_load(path) == {'step': 1} and sorted(p.name for p in tmp_path.iterdir()) == ['model.pth']
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_next_save_removes_stale_temp_files_of_the_same_target(tmp_path):
+    path = tmp_path / 'model.pth'
+    hour_ago = time.time() - 3600
+    stale = [tmp_path / '.model.pth.0a1b2c3d.tmp', tmp_path / f'.model.pth.{_dead_pid()}-0a1b2c3d.tmp']
+    kept = [tmp_path / f'.model.pth.{os.getppid()}-0a1b2c3d.tmp',  # its writer is alive: maybe mid-save
+            tmp_path / '.model.pth.99999999.tmp',                    # no pid, and newer than this process
+            tmp_path / '.other.pth.0a1b2c3d.tmp', tmp_path / '.model.pth.notes']
+    for p in stale + kept:
+        p.write_bytes(b'x' * 1000)
+    os.utime(stale[0], (hour_ago, hour_ago))
+    os.utime(kept[0], (hour_ago, hour_ago))
+    atomic_save({'step': 1}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(['model.pth', *(p.name for p in kept)])

@@ -144,3 +144,16 @@ def test_summary_drives_the_dl_type_stages(photos):
     assert err is None, out
     assert RecordingDL.calls[:6] == ['load_item'] * 4 + ['collate', 'finish_batch']
     assert isinstance(block.dataloaders(photos, num_workers=0).train, RecordingDL)
+
+
+def test_summary_shows_a_file_name_that_is_not_utf8_with_its_escapes(pets_folder):
+    import os
+    raw = os.fsencode(pets_folder) + b'/caf\xe9_1.jpg'
+    with open(raw, 'wb') as f:
+        f.write((pets_folder / 'Bombay_0.jpg').read_bytes())
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      splitter=FuncSplitter(lambda p: p.name.startswith('caf')),
+                      get_y=using_attr(RegexLabeller(PAT), 'name'), item_tfms=Resize(16))
+    out, err = run_summary(block, pets_folder, bs=4)
+    assert err is None and 'caf\\xe9' in out and '\udce9' not in out
+    out.encode('utf-8')                                  # what a strict terminal would do: no surrogate left

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
+import math
 import pickle
+import re
 import sys
 from pathlib import Path
+from typing import Iterator
+
+from blocklearn.blocks.printable import printable
 
 __all__ = ['main']
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, KeyError, OSError, RuntimeError, pickle.UnpicklingError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f'error: {message}', file=sys.stderr)
-        return 1
+    with _escaping_output():
+        args = _parser().parse_args(argv)
+        try:
+            return args.run(args)
+        except (ValueError, KeyError, OSError, RuntimeError, pickle.UnpicklingError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f'error: {printable(message)}', file=sys.stderr)
+            return 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser('train', help='summary, lr_find, fine_tune and plots on the images in PATH')
     _data_args(t)
     t.add_argument('--arch', default='resnet18', help='a torchvision architecture name (default resnet18)')
-    t.add_argument('--epochs', type=int, default=3, help='epochs after the frozen one (default 3)')
-    t.add_argument('--lr', default='auto', help="learning rate, or 'auto' for lr_find's valley suggestion")
+    t.add_argument('--epochs', type=_positive_int, default=3, help='epochs after the frozen one (default 3)')
+    t.add_argument('--lr', type=_lr, default='auto', help="learning rate, or 'auto' for lr_find's valley suggestion")
     t.add_argument('--pretrained', action='store_true', help="ImageNet weights from torchvision's cache")
     t.add_argument('--weights', type=Path, default=None, help='a local state_dict for the architecture')
     t.add_argument('--out', type=Path, default=Path('out'),
@@ -56,11 +64,12 @@ def _parser() -> argparse.ArgumentParser:
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('path', type=Path, help='folder of images')
     how = p.add_mutually_exclusive_group()
-    how.add_argument('--label-re', default=None, help=r"label = first group of this regex on the file name, e.g. '(.+)_\d+.jpg$'")
+    how.add_argument('--label-re', type=_label_re, default=None,
+                     help=r"label = first group of this regex on the file name, e.g. '(.+)_\d+.jpg$'")
     how.add_argument('--folders', action='store_true', help='train/<label>/* and valid/<label>/* layout (the default)')
-    p.add_argument('--size', type=int, default=224, help='image size fed to the model (default 224)')
-    p.add_argument('--bs', type=int, default=64, help='batch size (default 64)')
-    p.add_argument('--seed', type=int, default=42, help='seed of the random train/valid split')
+    p.add_argument('--size', type=_positive_int, default=224, help='image size fed to the model (default 224)')
+    p.add_argument('--bs', type=_positive_int, default=64, help='batch size (default 64)')
+    p.add_argument('--seed', type=_seed, default=42, help='seed of the random train/valid split')
 
 
 def _datablock(args: argparse.Namespace):
@@ -109,10 +118,12 @@ def _train(args: argparse.Namespace) -> int:
     from blocklearn.learner.metrics import error_rate
 
     from .learner import vision_learner
-    arch = getattr(torchvision.models, args.arch, None)
-    if not callable(arch):
-        raise ValueError(f"--arch {args.arch!r} is not a torchvision model name (e.g. resnet18, resnet34).")
-    lr = None if args.lr == 'auto' else _float_arg('--lr', args.lr)
+    # only the registered builders: torchvision.models also holds helpers (get_model, list_models) and classes
+    if args.arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"--arch {args.arch!r} is not a torchvision classification model (e.g. resnet18, resnet34, "
+                         f"convnext_tiny; torchvision.models.list_models() lists them all).")
+    arch = getattr(torchvision.models, args.arch)
+    lr = None if args.lr == 'auto' else args.lr
     block = _datablock(args)
     block.summary(args.path, bs=4)
     dls = block.dataloaders(args.path, bs=args.bs)
@@ -127,14 +138,22 @@ def _train(args: argparse.Namespace) -> int:
         lr = lr_steep
         print(f'Using lr {lr:.2e} (steepest point)')
     learn.fine_tune(args.epochs, base_lr=lr)
-    learn.recorder.plot_loss()
-    plt.savefig(args.out / 'loss.png', bbox_inches='tight')
-    plt.close('all')
-    _report(learn, args.out)
+    # The training is saved before anything reports on it: a report that fails cannot lose it.
     learn.path = args.out
     model = learn.export('model.pkl')
-    print(f'Saved {args.out / "lr_find.png"}, {args.out / "loss.png"}, {args.out / "confusion_matrix.png"}')
-    print(f'Exported {model}: blocklearn predict {model} IMAGE...')
+    print(f'Exported {printable(model)}: blocklearn predict {printable(model)} IMAGE...')
+    try:
+        learn.recorder.plot_loss()
+        plt.savefig(args.out / 'loss.png', bbox_inches='tight')
+        plt.close('all')
+        _report(learn, args.out)
+    except Exception as e:  # noqa: BLE001 - whatever broke the report, the model above is safe
+        plt.close('all')
+        print(f'error: the report failed ({type(e).__name__}: {printable(e)}); the trained model is saved in '
+              f'{printable(model)}.', file=sys.stderr)
+        return 1
+    plots = ', '.join(printable(args.out / f) for f in ('lr_find.png', 'loss.png', 'confusion_matrix.png'))
+    print(f'Saved {plots}')
     return 0
 
 
@@ -145,7 +164,7 @@ def _report(learn, out: Path) -> None:
 
     from blocklearn.learner.interpret import ClassificationInterpretation
     interp = ClassificationInterpretation.from_learner(learn)
-    vocab = [str(v) for v in learn.dls.vocab]
+    vocab = [printable(v) for v in learn.dls.vocab]
     cm = pd.DataFrame(interp.confusion_matrix(), index=vocab, columns=vocab)
     cm.index.name, cm.columns.name = 'actual', 'predicted'
     print('\nConfusion matrix (validation set):')
@@ -153,7 +172,7 @@ def _report(learn, out: Path) -> None:
     confused = interp.most_confused()
     print('Most confused (actual, predicted, count):' if confused else 'Most confused: none, every item was right.')
     for actual, predicted, n in confused[:10]:
-        print(f'  {actual} -> {predicted}: {n}')
+        print(f'  {printable(actual)} -> {printable(predicted)}: {n}')
     interp.plot_confusion_matrix()
     plt.savefig(out / 'confusion_matrix.png', bbox_inches='tight')
     plt.close('all')
@@ -161,24 +180,94 @@ def _report(learn, out: Path) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from blocklearn.learner.load import load_learner
-    learn = load_learner(args.model)
-    width = max(len(str(f)) for f in args.images)
-    for f in args.images:
+    for f in args.images:  # all checked before the model loads, so a typo fails at once
+        if f.is_dir():
+            raise IsADirectoryError(f"image '{f}' is a folder: give image files, e.g. '{f}'/*.jpg.")
         if not f.is_file():
-            raise FileNotFoundError(f"image '{f}' not found (nothing was predicted after it).")
+            raise FileNotFoundError(f"image '{f}' not found: nothing was predicted.")
+    learn = load_learner(args.model)
+    width = max(len(printable(f)) for f in args.images)
+    for f in args.images:
         label, idx, probs = learn.predict(f)
         if idx.numel() == 1:
-            print(f'{str(f):<{width}}  {label}  {float(probs[int(idx)]):.3f}')
+            print(f'{printable(f):<{width}}  {printable(label)}  {float(probs[int(idx)]):.3f}')
         else:  # a multi-label model: every label over the threshold, with the top probability
-            print(f'{str(f):<{width}}  {";".join(map(str, label)) or "(none)"}  {float(probs.max()):.3f}')
+            print(f'{printable(f):<{width}}  {printable(";".join(map(str, label))) or "(none)"}  '
+                  f'{float(probs.max()):.3f}')
     return 0
 
 
-def _float_arg(name: str, value: str) -> float:
+# Argument types: argparse reports what they raise as `argument --bs: <message>`, on one line, exit status 2.
+def _positive_int(value: str) -> int:
     try:
-        return float(value)
+        n = int(value)
     except ValueError:
-        raise ValueError(f"{name} must be a number or 'auto', got {value!r}.") from None
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f'must be a whole number of at least 1, got {value!r}')
+    return n
+
+
+def _seed(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n < 2 ** 32:
+        raise argparse.ArgumentTypeError(f'must be a whole number from 0 to {2 ** 32 - 1}, got {value!r}')
+    return n
+
+
+def _lr(value: str) -> float | str:
+    if value == 'auto':
+        return value
+    try:
+        lr = float(value)
+    except ValueError:
+        lr = math.nan
+    if not (math.isfinite(lr) and lr > 0):  # nan would train to nan weights and export them
+        raise argparse.ArgumentTypeError(f"must be a positive number such as 1e-3, or 'auto', got {value!r}")
+    return lr
+
+
+def _label_re(value: str) -> str:
+    from blocklearn.blocks.labellers import RegexLabeller
+    try:
+        RegexLabeller(value)  # the checks the labeller makes: a group to return, no nested quantifiers
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a regular expression ({e}); e.g. '
+                                         f"'(.+)_\\d+.jpg$' labels 'cat_12.jpg' as 'cat'") from None
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+@contextlib.contextmanager
+def _escaping_output() -> Iterator[None]:
+    """stdout and stderr write what they cannot encode as escapes, not an error: a byte of a file name that is not
+    UTF-8 as `printable` writes it (`caf\\xe9`), a character the terminal's encoding lacks as a backslash escape."""
+    codecs.register_error(_ESCAPE, _escape_unencodable)
+    restore = []
+    for stream in (sys.stdout, sys.stderr):
+        if callable(getattr(stream, 'reconfigure', None)) and isinstance(getattr(stream, 'errors', None), str):
+            restore.append((stream, stream.errors))
+            stream.reconfigure(errors=_ESCAPE)
+    try:
+        yield
+    finally:
+        for stream, errors in restore:
+            stream.reconfigure(errors=errors)
+
+
+_ESCAPE = 'blocklearn.escape'
+
+
+def _escape_unencodable(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start:err.end]
+    escaped = printable(text)
+    return (escaped, err.end) if escaped != text else codecs.backslashreplace_errors(err)
 
 
 if __name__ == '__main__':
