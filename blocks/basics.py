@@ -1,9 +1,9 @@
-"""Two small functions every layer uses: `listify` and `noop`."""
+"""Small functions every layer uses: `listify`, `noop`, and the course's `first`."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
-__all__ = ['listify', 'noop']
+__all__ = ['listify', 'noop', 'first']
 
 
 def listify(o: Any) -> list:
@@ -18,3 +18,11 @@ def listify(o: Any) -> list:
 def noop(x: Any = None, *args: Any, **kwargs: Any) -> Any:
     """Return `x` unchanged, ignoring anything else: the identity getter, and the logger that prints nothing."""
     return x
+
+
+def first(x: Iterable, f: Callable[[Any], Any] | None = None, negate: bool = False) -> Any:
+    """The first item of `x` (for which `f` is true, false with `negate`), or None if there is none.
+
+    `first(dl)` is one batch of a DataLoader, as fastbook uses it."""
+    items = iter(x) if f is None else (o for o in x if bool(f(o)) != negate)
+    return next(items, None)

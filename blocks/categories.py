@@ -6,6 +6,7 @@ from typing import Any, Iterable
 import torch
 
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from .printable import printable
 from .registry import register_for_recipes
 from .tensors import TensorBase, TensorCategory, TensorMultiCategory
 from .transform import Transform
@@ -31,6 +32,16 @@ class CategoryMap(list):
     def map_ids(self, o: Any) -> int:
         return self.o2i[o]
 
+    def __getitem__(self, i: Any) -> Any:
+        # fastbook indexes the vocab with a tensor of indices: `vocab[torch.where(y == 1.)[0]]` (or a bool mask)
+        if isinstance(i, torch.Tensor) and i.ndim > 0:
+            i = (i.nonzero().flatten() if i.dtype == torch.bool else i).tolist()
+        if isinstance(i, list):
+            if i and all(isinstance(k, bool) for k in i):
+                i = [k for k, keep in enumerate(i) if keep]
+            return [super(CategoryMap, self).__getitem__(int(k)) for k in i]
+        return super().__getitem__(i)
+
     def __eq__(self, other: object) -> bool:
         return list(self) == list(other) if isinstance(other, (list, tuple)) else NotImplemented
 
@@ -42,7 +53,7 @@ class Category(str):
 
     def show(self, ctx: Any = None, **kwargs) -> Any:
         if ctx is not None:
-            ctx.set_title(str(self))
+            ctx.set_title(printable(self))
         return ctx
 
 
@@ -51,7 +62,7 @@ class MultiCategory(list):
 
     def show(self, ctx: Any = None, sep: str = ';', **kwargs) -> Any:
         if ctx is not None:
-            ctx.set_title(sep.join(map(str, self)))
+            ctx.set_title(printable(sep.join(map(str, self))))
         return ctx
 
 

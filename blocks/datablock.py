@@ -1,6 +1,7 @@
 """DataBlock: a declarative recipe (blocks, getters, splitter, transforms) turned into Datasets and DataLoaders."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -61,6 +62,16 @@ class DataBlock:
                                      f'but {len(part)} {name} function(s) were given: give exactly {count}.')
                 fs[offset:offset + count] = part
         return [_Getter(f) for f in fs]
+
+    def new(self, item_tfms: Callable | Sequence[Callable] | None = None,
+            batch_tfms: Callable | Sequence[Callable] | None = None) -> DataBlock:
+        """A copy with the blocks' own transforms plus `item_tfms` and `batch_tfms` (None: none of the user's).
+
+        fastai changes the DataBlock itself and returns it; a copy leaves the original as it was."""
+        res = copy.copy(self)
+        res.item_tfms = merge_tfms(*[b.item_tfms for b in self.blocks], listify(item_tfms))
+        res.batch_tfms = merge_tfms(*[b.batch_tfms for b in self.blocks], listify(batch_tfms))
+        return res
 
     def datasets(self, source: Any, verbose: bool = False) -> Datasets:
         """Items from `source`, split, with each block's type pipeline set up on the training items."""

@@ -1,6 +1,7 @@
 """DataLoader and DataLoaders: item transforms in worker processes, collation, batch transforms on the device."""
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -39,16 +40,24 @@ PipelineApply = Callable[[Pipeline, Any], Any]
 
 
 class DataLoader:
-    """Batches of a dataset: `after_item` per sample in the workers, collate, `after_batch` on the device."""
+    """Batches of a dataset: `after_item` per sample in the workers, collate, `after_batch` on the device.
+
+    `dataset` is anything indexable with a length: a `Datasets`, or (fastbook chapter 4) a plain list of `(x, y)`
+    tuples, whose tensors are stacked and numbers made tensors; items that are not tuples (`range(15)`) give bare
+    batches. `batch_size` is PyTorch's name for `bs`. An in-memory list, tuple or range loads in this process by
+    default (`num_workers=0`): indexing it is faster than sending its items between processes."""
 
     def __init__(self, dataset: Any, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  num_workers: int | None = None, after_item: Sequence[Callable] | Pipeline | None = None,
                  before_batch: Sequence[Callable] | Pipeline | None = None,
                  after_batch: Sequence[Callable] | Pipeline | None = None, device: torch.device | str | None = None,
                  pin_memory: bool | None = None, persistent_workers: bool = True, split_idx: int | None = None,
-                 n_inp: int | None = None):
+                 n_inp: int | None = None, batch_size: int | None = None):
+        bs = bs if batch_size is None else batch_size
         self.dataset, self.bs, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        if num_workers is None:
+            num_workers = 0 if isinstance(dataset, (list, tuple, range)) else default_num_workers()
+        self.num_workers = num_workers
         self.split_idx = split_idx if split_idx is not None else getattr(dataset, 'split_idx', None)
         self.after_item = _pipeline(after_item, self.split_idx)
         self.before_batch = _pipeline(before_batch, self.split_idx)
@@ -78,7 +87,7 @@ class DataLoader:
     def finish_batch(self, b: tuple, apply: PipelineApply | None = None) -> tuple:
         """A collated batch moved to the device, then through `after_batch`."""
         if self.device is not None:
-            b = tuple(_to(o, self.device) for o in b)
+            b = tuple(_to(o, self.device) for o in b) if isinstance(b, tuple) else _to(b, self.device)
         return self.after_batch(b) if apply is None else apply(self.after_batch, b)
 
     def first_indices(self, n: int) -> list[int]:
@@ -119,6 +128,8 @@ class DataLoader:
         if isinstance(b, _Failure):
             raise b.exc from None
         tensors, types = b
+        if isinstance(types, type):  # a bare batch: the items were not tuples
+            return self.finish_batch(_retype(tensors, types))
         return self.finish_batch(tuple(_retype(t, typ) for t, typ in zip(tensors, types)))
 
     def one_batch(self) -> tuple:
@@ -147,14 +158,28 @@ class DataLoader:
                 else self.after_item.decode(s) for s in samples]
 
     def show_batch(self, b: tuple | None = None, max_n: int = 9, nrows: int | None = None,
-                   ncols: int | None = None, figsize: tuple | None = None, show: bool = True, **kwargs) -> list:
-        """Show up to `max_n` decoded samples of `b` (default: one batch) in a grid."""
-        b = self.one_batch() if b is None else b
-        samples = self.decode_batch(b, max_n=max_n if nrows is None or ncols is None else nrows * ncols)
-        axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize)
+                   ncols: int | None = None, figsize: tuple | None = None, show: bool = True, unique: bool = False,
+                   ctxs: Sequence[Any] | None = None, **kwargs) -> list:
+        """Show up to `max_n` decoded samples of `b` (default: one batch) in a grid, or on `ctxs`.
+
+        `unique`: the first item again and again, each time through this loader's random transforms (how to see
+        the augmentation). `show=False` returns the decoded samples instead of drawing them."""
+        n = max_n if nrows is None or ncols is None else min(max_n, nrows * ncols)
+        if b is None:
+            b = self._repeated_batch(0, min(n, self.bs)) if unique else self.one_batch()
+        samples = self.decode_batch(b, max_n=n)
+        if not show:
+            return samples
+        axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize) if ctxs is None else list(ctxs)
         for sample, ax in zip(samples, axs):
             show_sample(sample, ctx=ax, **kwargs)
         return axs
+
+    def _repeated_batch(self, i: int, n: int) -> tuple:
+        """A batch of item `i` loaded `n` times: random item and batch transforms draw anew for each copy."""
+        if len(self.dataset) == 0:
+            raise ValueError('This DataLoader has no items: check the split (is the validation set empty?).')
+        return self.finish_batch(self.collate([self.load_item(i) for _ in range(n)], [i] * n))
 
     # -- copies ------------------------------------------------------------------------------------------
     def new(self, dataset: Any = None, **kwargs) -> DataLoader:
@@ -267,13 +292,18 @@ class _Collator:
             b = self.dl.collate(samples, idxs)
         except Exception as e:
             return _Failure(e)
+        if not isinstance(b, tuple):
+            return as_plain(b), type(b)
         return tuple(as_plain(o) for o in b), tuple(type(o) for o in b)
 
 
-def collate(samples: Sequence[tuple], names: Sequence[str] | None = None) -> tuple:
-    """Stack each tuple position of `samples` into one tensor; a clear error if they can't be."""
+def collate(samples: Sequence[Any], names: Sequence[str] | None = None) -> Any:
+    """Stack each tuple position of `samples` into one tensor; a clear error if they can't be. Samples that are
+    not tuples (or lists) are stacked as they are, into one bare batch."""
     if not samples:
         raise CollateError('Cannot collate an empty list of samples.')
+    if not isinstance(samples[0], (tuple, list)):
+        return _collate_column(list(samples), 0, names)
     return tuple(_collate_column([s[k] for s in samples], k, names) for k in range(len(samples[0])))
 
 
@@ -291,7 +321,7 @@ def _collate_column(col: list, k: int, names: Sequence[str] | None) -> Any:
             out = first.new(storage).resize_(len(col), *first.shape)
         stacked = torch.stack(plain, out=out)
         return stacked.as_subclass(type(first)) if type(first) is not torch.Tensor else stacked
-    if isinstance(first, (bool, int, float)):
+    if isinstance(first, numbers.Number):  # Python's and numpy's
         return torch.tensor(col)
     if isinstance(first, (str, bytes, Path)):
         return list(col)

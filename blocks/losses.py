@@ -9,7 +9,8 @@ from torch import nn
 
 from .registry import register_for_recipes
 
-__all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELossFlat', 'L1LossFlat']
+__all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELossFlat', 'L1LossFlat',
+           'LabelSmoothingCrossEntropy', 'LabelSmoothingCrossEntropyFlat']
 
 
 class BaseLoss:
@@ -95,9 +96,52 @@ class L1LossFlat(BaseLoss):
         super().__init__(nn.L1Loss, *args, axis=axis, floatify=floatify, is_2d=False, **kwargs)
 
 
+class LabelSmoothingCrossEntropy(nn.Module):
+    """Cross-entropy against targets smoothed to `1 - eps + eps/c` on the label and `eps/c` elsewhere (c classes).
+
+    Predictions are (B, c, ...) as for nn.CrossEntropyLoss; `weight` weighs the label term, as fastai does."""
+
+    def __init__(self, eps: float = 0.1, weight: torch.Tensor | None = None, reduction: str = 'mean'):
+        super().__init__()
+        self.eps, self.reduction = eps, reduction
+        self.register_buffer('weight', weight)  # a buffer moves with the learner's `loss_func.to(device)`
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c = output.shape[1]
+        log_preds = F.log_softmax(output, dim=1)
+        # -sum_j log p_j: what the uniform eps/c share of the target costs, per item
+        uniform = -log_preds.sum(dim=1)
+        if self.reduction == 'mean':
+            uniform = uniform.mean()
+        elif self.reduction == 'sum':
+            uniform = uniform.sum()
+        label = F.nll_loss(log_preds, target.long(), weight=self.weight, reduction=self.reduction)
+        return uniform * self.eps / c + (1 - self.eps) * label
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(x, dim=-1)
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x.argmax(dim=-1)
+
+
+class LabelSmoothingCrossEntropyFlat(BaseLoss):
+    """LabelSmoothingCrossEntropy over the last axis of flattened predictions; activation softmax, decodes argmax."""
+
+    def __init__(self, *args, axis: int = -1, **kwargs):
+        super().__init__(LabelSmoothingCrossEntropy, *args, axis=axis, **kwargs)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(x, dim=self.axis)
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x.argmax(dim=self.axis)
+
+
 # What a recipe (an export) may name from this module and torch, by its own name: see blocks/registry.py.
 register_for_recipes('loss', BaseLoss, CrossEntropyLossFlat, BCEWithLogitsLossFlat, MSELossFlat, L1LossFlat,
                      nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.BCELoss, nn.MSELoss, nn.L1Loss, nn.NLLLoss,
                      nn.SmoothL1Loss, nn.HuberLoss, nn.KLDivLoss, nn.MultiLabelSoftMarginLoss, F.cross_entropy,
                      F.binary_cross_entropy_with_logits, F.binary_cross_entropy, F.mse_loss, F.l1_loss, F.nll_loss,
                      F.smooth_l1_loss, F.huber_loss, F.kl_div)
+register_for_recipes('loss', LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyFlat)

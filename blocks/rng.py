@@ -1,4 +1,4 @@
-"""The global random number generators' states (torch, CUDA, numpy, random) as plain tensors, to save and restore."""
+"""The global random number generators (torch, CUDA, numpy, random): seed them all, save and restore their states."""
 from __future__ import annotations
 
 import random
@@ -6,7 +6,19 @@ import random
 import numpy as np
 import torch
 
-__all__ = ['get_rng_state', 'set_rng_state']
+__all__ = ['set_seed', 'get_rng_state', 'set_rng_state']
+
+
+def set_seed(s: int, reproducible: bool = False) -> None:
+    """Seed `random`, numpy and torch (CPU and every GPU) with `s`; `reproducible` also makes cuDNN deterministic.
+
+    Deterministic cuDNN picks the same convolution algorithms on every run, at some cost in speed."""
+    torch.manual_seed(s)  # seeds the CUDA generators too, without initialising CUDA
+    np.random.seed(s % (2 ** 32 - 1))
+    random.seed(s)
+    if reproducible:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 def get_rng_state() -> dict:

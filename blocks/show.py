@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .printable import printable
+
 __all__ = ['get_grid', 'show_sample']
 
 
@@ -32,7 +34,7 @@ def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize
     for ax in axs[n:]:
         ax.set_axis_off()
     if title is not None:
-        fig.suptitle(title, weight='bold', size=14)
+        fig.suptitle(printable(title), weight='bold', size=14)
     return (fig, axs[:n]) if return_fig else axs[:n]
 
 
@@ -43,5 +45,5 @@ def show_sample(sample: tuple, ctx: Any = None, **kwargs) -> Any:
         if callable(show):
             ctx = show(ctx=ctx, **kwargs) or ctx
         elif ctx is not None:
-            ctx.set_title(str(part))
+            ctx.set_title(printable(part))
     return ctx

@@ -49,7 +49,8 @@ def _signature_types(f: Callable, bound: bool) -> tuple[list[type], type | None]
     ret = inspect.signature(f).return_annotation
     ann, ret = (_resolve(a, f) for a in (ann, ret))
     arg_types = _flatten_types(ann)
-    return arg_types, ret if isinstance(ret, type) else None
+    # since Python 3.11 `typing.Any` is a class, yet nothing is an instance of it: no type to cast to
+    return arg_types, ret if isinstance(ret, type) and ret is not Any else None
 
 
 def _resolve(ann: Any, f: Callable) -> Any:

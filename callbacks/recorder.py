@@ -76,21 +76,25 @@ class Recorder(Callback):
         self.add_time, self.train_metrics, self.valid_metrics = add_time, train_metrics, valid_metrics
         self.loss, self.smooth_loss = AvgLoss(), AvgSmoothLoss(beta)
         self.lrs, self.iters, self.losses, self.values, self.hps = [], [], [], [], {}
-        self.metric_names: list[str] = []
         self.log: list = []
         self.valid_record: list | None = None
         self._train_row, self._valid_row = [], []
         self._train_cancelled = self._valid_cancelled = False
         self._epoch_start = 0.0
 
+    @property
+    def metric_names(self) -> list[str]:
+        """The columns of the results table: `epoch train_loss valid_loss <metrics> time`, from the learner's
+        metrics as they are now (so `learn.metrics = ...` after creation shows up)."""
+        learn = self.learn
+        names = [m.name for m in learn.metrics] if learn is not None else []
+        train = ['train_loss'] + ([f'train_{n}' for n in names] if self.train_metrics else [])
+        valid = ['valid_loss'] + ([f'valid_{n}' for n in names] if self.train_metrics else names)
+        return ['epoch'] + train + (valid if self.valid_metrics else []) + (['time'] if self.add_time else [])
+
     def before_fit(self) -> None:
         self.lrs, self.iters, self.losses, self.values, self.hps = [], [], [], [], {}
         self.smooth_loss.reset()
-        names = [m.name for m in self.learn.metrics]
-        train = ['train_loss'] + ([f'train_{n}' for n in names] if self.train_metrics else [])
-        valid = ['valid_loss'] + ([f'valid_{n}' for n in names] if self.train_metrics else names)
-        self.metric_names = ['epoch'] + train + (valid if self.valid_metrics else []) + (
-            ['time'] if self.add_time else [])
 
     def before_epoch(self) -> None:
         self._epoch_start = time.time()

@@ -1,4 +1,4 @@
-"""Callbacks that watch a recorded value each epoch: save the best model, stop when it stalls."""
+"""Callbacks that watch a recorded value each epoch: save the best model, stop or lower the lr when it stalls."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ from typing import Callable
 
 from blocklearn.callbacks.core import Callback, CancelFitException
 
-__all__ = ['TrackerCallback', 'SaveModelCallback', 'EarlyStoppingCallback']
+__all__ = ['TrackerCallback', 'SaveModelCallback', 'EarlyStoppingCallback', 'ReduceLROnPlateau']
 
 
 class TrackerCallback(Callback):
@@ -102,3 +102,32 @@ class EarlyStoppingCallback(TrackerCallback):
         if self.wait >= self.patience:
             print(f'No improvement since epoch {self.learn.epoch - self.wait}: early stopping')
             raise CancelFitException()
+
+
+class ReduceLROnPlateau(TrackerCallback):
+    """Divide every group's lr by `factor` (not below `min_lr`) once `monitor` has not improved for `patience` epochs.
+
+    For `fit` at a constant lr: a schedule such as `fit_one_cycle`'s sets the lr again at every batch."""
+    order = TrackerCallback.order + 2
+
+    def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, factor: float = 10.0, min_lr: float = 0, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        self.patience, self.factor, self.min_lr = patience, factor, min_lr
+        self.wait = 0
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        self.wait = 0 if self.new_best else self.wait + 1
+        if self.wait < self.patience:
+            return
+        self.wait = 0
+        opt = self.learn.opt
+        old = opt.hyper('lr')
+        opt.set_hyper('lr', [max(h['lr'] / self.factor, self.min_lr) for h in opt.hypers])
+        if opt.hyper('lr') < old:
+            print(f"Epoch {self.learn.epoch}: reducing lr to {opt.hyper('lr')}")

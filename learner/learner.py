@@ -15,6 +15,7 @@ from blocklearn.blocks.basics import listify, noop
 from blocklearn.blocks.rng import get_rng_state, set_rng_state
 from blocklearn.blocks.safe_io import atomic_save, safe_load
 from blocklearn.blocks.tensors import as_plain
+from blocklearn.callbacks.channels_last import to_channelslast, to_contiguous
 from blocklearn.callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                                       CancelFitException, CancelStepException, CancelTrainException,
                                       CancelValidException, events)
@@ -26,7 +27,8 @@ from blocklearn.learner.callback_host import LEVELS, handler_table, quiet_levels
 from blocklearn.learner.export import export_learner
 from blocklearn.learner.fit import fine_tune, fit_flat_cos, fit_one_cycle, fit_sgdr
 from blocklearn.learner.lr_find import lr_find
-from blocklearn.learner.metrics import as_metric
+from blocklearn.learner.metrics import Metric, as_metric
+from blocklearn.learner.model_summary import model_summary
 from blocklearn.learner.optimizer import Adam, Optimizer, norm_bias_params, trainable_params
 from blocklearn.learner.predict import get_preds, predict
 from blocklearn.learner.show_results import show_results
@@ -45,6 +47,8 @@ class Learner:
     lr_find = lr_find
     get_preds, predict, tta, show_results = get_preds, predict, tta, show_results
     export = export_learner
+    summary = model_summary
+    to_channelslast, to_contiguous = to_channelslast, to_contiguous
 
     def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
                  lr: float | slice = 1e-3, splitter: Callable[[nn.Module], Iterable] = trainable_params,
@@ -80,6 +84,17 @@ class Learner:
         self.add_cbs([cb() for cb in default_callbacks] if default_cbs else [])
         self.add_cbs(listify(cbs))
         self('after_create')
+
+    @property
+    def metrics(self) -> list[Metric]:
+        """The metric objects the Recorder computes at each validation, in the order of its table."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value: Iterable | Callable | None) -> None:
+        # Assignable after creation (fastbook: `learn.metrics = partial(accuracy_multi, thresh=0.1)`): a function,
+        # a partial, a Metric, or a list of them; the Recorder reads the new names from here.
+        self._metrics = [as_metric(m) for m in listify(value)]
 
     # ---- callbacks and events --------------------------------------------------------------------------
     def __call__(self, event_name: str | Iterable[str]) -> None:

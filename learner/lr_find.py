@@ -3,15 +3,15 @@ that suggest an lr from its curve."""
 from __future__ import annotations
 
 import functools
+import keyword
 import warnings
-from collections import namedtuple
 from typing import Any, Callable, Sequence
 
 import torch
 
 from blocklearn.callbacks.lr_finder import LRFinder
 
-__all__ = ['lr_find', 'minimum', 'steep', 'valley', 'slide', 'suggestion_points']
+__all__ = ['lr_find', 'SuggestedLRs', 'minimum', 'steep', 'valley', 'slide', 'suggestion_points']
 
 
 def minimum(lrs: torch.Tensor, losses: torch.Tensor) -> float:
@@ -72,22 +72,71 @@ def suggestion_points(lrs: Sequence[float], losses: Sequence[float], num_it: int
 
 
 def lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-            show_plot: bool = True, suggest_funcs: Sequence[Callable] = (minimum, steep)) -> tuple:
+            show_plot: bool = True, suggest_funcs: Sequence[Callable] = (minimum, steep)) -> SuggestedLRs:
     """Train `num_it` batches at exponentially growing lrs, restore the model, return suggested lrs.
 
-    A named tuple with a field per suggestion function, so `lr_min, lr_steep = learn.lr_find()` works."""
+    The result unpacks as `suggest_funcs` (so the course's `lr_min, lr_steep = learn.lr_find()` works) and has
+    `.minimum`, `.steep`, `.valley` and `.slide` whatever was asked (fastai 2.8's `learn.lr_find().valley`).
+    The default stays fastbook's (minimum, steep), where fastai 2.8's is (valley,)."""
     if getattr(learn, 'recorder', None) is None:
         raise ValueError("lr_find reads the Recorder's losses: create the Learner with default_cbs=True.")
     n_epoch = num_it // len(learn.dls.train) + 1
     with learn.no_logging():
         learn.fit(n_epoch, cbs=LRFinder(start_lr, end_lr, num_it, stop_div))
     lrs, losses = suggestion_points(learn.recorder.lrs, learn.recorder.losses, num_it)
-    names = [_func_name(f) for f in suggest_funcs]
-    SuggestedLRs = namedtuple('SuggestedLRs', names, rename=True)
-    result = SuggestedLRs(*(float(f(lrs, losses)) for f in suggest_funcs))
+    names = _field_names([_func_name(f) for f in suggest_funcs])
+    asked = {name: float(f(lrs, losses)) for name, f in zip(names, suggest_funcs)}
+    # The standard four are cheap (at most num_it points), so every result has them all.
+    others = {_func_name(f): float(f(lrs, losses)) for f in _STANDARD_SUGGESTIONS if _func_name(f) not in asked}
+    result = SuggestedLRs(asked, others)
     if show_plot:
-        learn.recorder.plot_lr_find(suggestions=dict(zip(names, result)))
+        learn.recorder.plot_lr_find(suggestions=asked)
     return result
+
+
+_STANDARD_SUGGESTIONS: tuple[Callable, ...] = (minimum, steep, valley, slide)
+
+
+class SuggestedLRs(tuple):
+    """The lrs `lr_find` suggests: a tuple of those asked for (`_fields` names them), and an attribute for each
+    of those and of the standard four, e.g. `SuggestedLRs(minimum=1.20e-03, steep=2.75e-04, valley=..., slide=...)`.
+    """
+
+    def __new__(cls, asked: dict[str, float], others: dict[str, float] | None = None) -> SuggestedLRs:
+        self = super().__new__(cls, asked.values())
+        self._fields = tuple(asked)
+        self._lrs = {**asked, **(others or {})}
+        return self
+
+    def __getattr__(self, name: str) -> float:
+        lrs = self.__dict__.get('_lrs', {})
+        if name in lrs:
+            return lrs[name]
+        raise AttributeError(f"SuggestedLRs has no {name!r}; it has {', '.join(lrs)}.")
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self._lrs]
+
+    def __getnewargs__(self) -> tuple:
+        # copy and pickle rebuild it through __new__, which takes the two dicts.
+        asked = dict(zip(self._fields, self))
+        return asked, {k: v for k, v in self._lrs.items() if k not in asked}
+
+    def _asdict(self) -> dict[str, float]:
+        """The suggestions asked for, by name."""
+        return dict(zip(self._fields, self))
+
+    def __repr__(self) -> str:
+        return 'SuggestedLRs(' + ', '.join(f'{k}={v:.2e}' for k, v in self._lrs.items()) + ')'
+
+
+def _field_names(names: list[str]) -> list[str]:
+    """`names`, with a name that is no identifier, a keyword, private or already taken replaced by `_<i>`."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        ok = name.isidentifier() and not keyword.iskeyword(name) and not name.startswith('_') and name not in out
+        out.append(name if ok else f'_{i}')
+    return out
 
 
 def _func_name(f: Callable) -> str:

@@ -1,4 +1,5 @@
-"""Metrics: batch functions averaged over a phase, and class metrics (F1, precision, recall) that accumulate."""
+"""Metrics: batch functions averaged over a phase, and class metrics (F1, precision, recall) that accumulate,
+for single-label (argmax) and multi-label (threshold) targets."""
 from __future__ import annotations
 
 import functools
@@ -10,7 +11,8 @@ import torch
 from blocklearn.callbacks.recorder import batch_size
 
 __all__ = ['Metric', 'AvgMetric', 'ConfusionMetric', 'F1Score', 'Precision', 'Recall', 'accuracy', 'error_rate',
-           'top_k_accuracy', 'as_metric', 'precision_recall_f1']
+           'top_k_accuracy', 'as_metric', 'precision_recall_f1', 'accuracy_multi', 'MultiLabelMetric',
+           'F1ScoreMulti', 'PrecisionMulti', 'RecallMulti']
 
 
 class Metric(ABC):
@@ -35,17 +37,22 @@ class Metric(ABC):
 
 
 class AvgMetric(Metric):
-    """A function `func(pred, *targets)` of one batch, averaged over batches weighted by their size."""
+    """A function `func(pred, *targets)` of one batch, averaged over batches weighted by their size.
 
-    def __init__(self, func: Callable):
-        self.func = func
+    Named after the function (a partial's too); a lambda, which has no name, is called 'metric' unless `name` is
+    given (fastai shows '<lambda>')."""
+
+    def __init__(self, func: Callable, name: str | None = None):
+        self.func, self._name = func, name
         self.reset()
 
     def reset(self) -> None:
         self._values, self._counts = [], []
 
     def accumulate(self, learn: Any) -> None:
-        self._values.append(self.func(learn.pred, *learn.yb))
+        value = self.func(learn.pred, *learn.yb)
+        # Detached: a metric of training predictions (train_metrics=True) must not keep each batch's graph alive.
+        self._values.append(value.detach() if isinstance(value, torch.Tensor) else value)
         self._counts.append(batch_size(learn))
 
     @property
@@ -59,13 +66,21 @@ class AvgMetric(Metric):
 
     @property
     def name(self) -> str:
+        if self._name is not None:
+            return self._name
         func = self.func.func if isinstance(self.func, functools.partial) else self.func
-        return getattr(func, '__name__', type(func).__name__)
+        name = getattr(func, '__name__', type(func).__name__)
+        return 'metric' if name == '<lambda>' else name
 
 
 def as_metric(m: Any) -> Metric:
-    """`m` itself if it is a metric object, else `AvgMetric(m)` for a plain function."""
-    return m if hasattr(m, 'accumulate') else AvgMetric(m)
+    """`m` itself if it is a metric object, else `AvgMetric(m)` for a plain function (or partial)."""
+    if hasattr(m, 'accumulate'):
+        return m
+    if not callable(m):
+        raise TypeError(f'metrics takes functions of (preds, targets), such as accuracy or partial(accuracy_multi, '
+                        f'thresh=0.2), and Metric objects such as F1Score(); got {m!r}.')
+    return AvgMetric(m)
 
 
 def accuracy(inp: torch.Tensor, targ: torch.Tensor, axis: int = -1) -> torch.Tensor:
@@ -77,6 +92,17 @@ def accuracy(inp: torch.Tensor, targ: torch.Tensor, axis: int = -1) -> torch.Ten
 def error_rate(inp: torch.Tensor, targ: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """1 - accuracy."""
     return 1 - accuracy(inp, targ, axis=axis)
+
+
+def accuracy_multi(inp: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:
+    """Fraction of labels, over every sample, where `inp > thresh` (after a sigmoid, unless `sigmoid=False`)
+    agrees with the 0/1 target."""
+    if inp.numel() != targ.numel():
+        raise ValueError(f'accuracy_multi: predictions of shape {tuple(inp.shape)} and targets of shape '
+                         f'{tuple(targ.shape)} differ; it needs one score per label (multi-label targets).')
+    if sigmoid:
+        inp = inp.sigmoid()
+    return ((inp > thresh).reshape(-1) == targ.bool().reshape(-1)).float().mean()
 
 
 def top_k_accuracy(inp: torch.Tensor, targ: torch.Tensor, k: int = 5, axis: int = -1) -> torch.Tensor:
@@ -136,6 +162,76 @@ class F1Score(ConfusionMetric):
     _which = 2
 
 
+class MultiLabelMetric(Metric):
+    """Counts per label of `pred > thresh` (after a sigmoid unless `sigmoid=False`) against 0/1 targets; subclasses
+    read a score from them. `>` as accuracy_multi and predict decide (fastai's sklearn-based metrics use `>=`).
+
+    `average`: 'macro' (mean over every label, one never predicted nor present scoring 0, as sklearn does for
+    multi-label targets), 'micro' (pooled counts), 'weighted' (by each label's count in the targets), 'samples'
+    (the score of each sample's labels, averaged over samples) or None (one value per label)."""
+
+    def __init__(self, thresh: float = 0.5, sigmoid: bool = True, average: str | None = 'macro'):
+        if average not in ('macro', 'micro', 'weighted', 'samples', None):
+            raise ValueError(f"average={average!r}: use 'macro', 'micro', 'weighted', 'samples' or None "
+                             '(one value per label).')
+        self.thresh, self.sigmoid, self.average = thresh, sigmoid, average
+        self.reset()
+
+    def reset(self) -> None:
+        self._counts: list[torch.Tensor] | None = None  # tp, actual, predicted per label
+        self._sample_sums: torch.Tensor | None = None   # precision, recall, F1 summed over samples
+        self._n = 0
+
+    def accumulate(self, learn: Any) -> None:
+        pred, targ = learn.pred, learn.yb[0]
+        if pred.shape != targ.shape:
+            raise ValueError(f'{type(self).__name__}: predictions of shape {tuple(pred.shape)} and targets of shape '
+                             f'{tuple(targ.shape)} differ; it needs one score per label (multi-label targets).')
+        if self.sigmoid:
+            pred = pred.sigmoid()
+        pred, targ = (pred > self.thresh).reshape(-1, pred.shape[-1]), targ.bool().reshape(-1, targ.shape[-1])
+        tp = pred & targ
+        if self.average == 'samples':
+            sums = torch.stack([s.sum() for s in _scores(tp.sum(1), targ.sum(1), pred.sum(1), None)])
+            self._sample_sums = sums if self._sample_sums is None else self._sample_sums + sums
+            self._n += len(pred)
+            return
+        counts = [tp.sum(0), targ.sum(0), pred.sum(0)]
+        self._counts = counts if self._counts is None else [a + b for a, b in zip(self._counts, counts)]
+
+    @property
+    def value(self) -> float | list[float] | None:
+        if self.average == 'samples':
+            return None if not self._n else (self._sample_sums[self._which] / self._n).item()
+        if self._counts is None:
+            return None
+        score = _scores(*self._counts, self.average)[self._which]
+        return score.tolist() if self.average is None else score.item()
+
+    @property
+    @abstractmethod
+    def _which(self) -> int:
+        """Which of (precision, recall, f1) this metric reports."""
+
+
+class PrecisionMulti(MultiLabelMetric):
+    """Multi-label precision: of the labels predicted (`> thresh`), the fraction that are targets."""
+    name = 'precision_score'
+    _which = 0
+
+
+class RecallMulti(MultiLabelMetric):
+    """Multi-label recall: of the target labels, the fraction predicted (`> thresh`)."""
+    name = 'recall_score'
+    _which = 1
+
+
+class F1ScoreMulti(MultiLabelMetric):
+    """Multi-label F1, 2 tp / (actual + predicted), with predictions `> thresh`."""
+    name = 'f1_score'
+    _which = 2
+
+
 def precision_recall_f1(cm: torch.Tensor | Any, average: str | None = 'macro'
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Precision, recall and F1 from a confusion matrix `cm[actual, predicted]`, per class or averaged.
@@ -151,14 +247,24 @@ def precision_recall_f1(cm: torch.Tensor | Any, average: str | None = 'macro'
         raise ValueError(f"average={average!r}: use 'macro', 'micro', 'weighted' or None (one value per class).")
     cm = torch.as_tensor(cm).double().cpu()
     tp, actual, predicted = cm.diag(), cm.sum(1), cm.sum(0)
+    return _scores(tp, actual, predicted, average, counted=(actual + predicted) > 0)
+
+
+def _scores(tp: torch.Tensor, actual: torch.Tensor, predicted: torch.Tensor, average: str | None,
+            counted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(precision, recall, F1) from per-class counts of true positives, targets and predictions: per class, or
+    averaged ('macro' over the classes `counted`, default all; 'weighted' by `actual`; 'micro' pooled)."""
+    tp, actual, predicted = tp.double(), actual.double(), predicted.double()
     if average == 'micro':
         tp, actual, predicted = tp.sum(), actual.sum(), predicted.sum()
     scores = (_ratio(tp, predicted), _ratio(tp, actual), _ratio(2 * tp, actual + predicted))
     if average in (None, 'micro'):
         return scores
-    weights = actual if average == 'weighted' else ((actual + predicted) > 0).double()
+    weights = actual if average == 'weighted' else (
+        counted.double() if counted is not None else torch.ones_like(actual))
     total = weights.sum()
-    return tuple((s * weights).sum() / total if total > 0 else torch.zeros((), dtype=torch.float64) for s in scores)
+    return tuple((s * weights).sum() / total if total > 0 else torch.zeros((), dtype=torch.float64,
+                                                                           device=s.device) for s in scores)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

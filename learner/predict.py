@@ -50,11 +50,14 @@ def get_preds(learn: Any, ds_idx: int = 1, dl: Iterable | None = None, with_inpu
 
 
 def predict(learn: Any, item: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
-    """`(decoded label, decoded index tensor, probabilities)` for one item, with the validation transforms."""
+    """`(decoded label, decoded index tensor, probabilities)` for one item, with the validation transforms.
+
+    The label is decoded with the input beside it (as fastai does), so key points come back as pixels of the
+    image the model saw."""
     dl = learn.dls.test_dl([item])
     with learn.no_bar():
-        probs, _, dec = get_preds(learn, dl=dl, with_decoded=True)
-    return decode_target(learn, dec[0]), dec[0], probs[0]
+        inputs, probs, _, dec = get_preds(learn, dl=dl, with_input=True, with_decoded=True)
+    return decode_target(learn, dec[0], inputs=inputs if isinstance(inputs, tuple) else (inputs,)), dec[0], probs[0]
 
 
 def inference_loader(dl: Iterable) -> Iterable:
@@ -91,8 +94,11 @@ def decode_preds(learn: Any, probs: torch.Tensor) -> torch.Tensor:
     return probs
 
 
-def decode_target(learn: Any, t: torch.Tensor) -> Any:
-    """A decoded prediction as the user's label (e.g. 'cat'), through the target's own pipeline."""
+def decode_target(learn: Any, t: torch.Tensor, inputs: tuple | None = None) -> Any:
+    """A decoded prediction as the user's label (e.g. 'cat'), through the target's own pipeline.
+
+    With `inputs` (the batch of one it was predicted from, as the loader gave it) the sample (inputs, t) is decoded
+    through the item and batch transforms too: targets decoded against their image (key points) need that."""
     # Target decodes dispatch on the target's tensor type (TensorCategory, ...): take that type from the
     # valid set's first target (encoding a label only, no input is loaded) and decode through its pipeline.
     ds = learn.dls.valid.dataset
@@ -105,6 +111,8 @@ def decode_target(learn: Any, t: torch.Tensor) -> Any:
                                              for _, ret in f._encodes.funcs.values() if ret is not None), object)
     if isinstance(t, torch.Tensor) and issubclass(typ, torch.Tensor) and type(t) is not typ:
         t = t.as_subclass(typ)
+    if inputs is not None and hasattr(learn.dls.valid, 'decode_batch'):
+        return learn.dls.valid.decode_batch((*inputs, t[None]), max_n=1)[0][n_inp]
     return tl.decode(t)
 
 

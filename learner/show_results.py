@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from blocklearn.blocks.printable import printable
 from blocklearn.blocks.show import get_grid, show_sample
 from blocklearn.learner.predict import decode_target, get_preds
 
@@ -16,7 +17,8 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, sh
                  **kwargs) -> list:
     """Draw up to `max_n` items of one batch of `dl` (default `dls[ds_idx]`), titled `actual` over `predicted`.
 
-    The prediction is green when it equals the category target, red when not. Returns the axes."""
+    The prediction is green when it equals the category target, red when not. A target that draws itself on the
+    image (key points) is shown as fastai does: image and target, then image and prediction. Returns the axes."""
     dl = learn.dls[ds_idx] if dl is None else dl
     b = dl.new(shuffle=shuffle).one_batch()
     b = tuple(o[:max_n] for o in b)  # predict only what will be drawn
@@ -24,14 +26,39 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, sh
     _, _, decoded = get_preds(learn, dl=[b], with_decoded=True)
     samples = dl.decode_batch(b, max_n=max_n)
     targs = b[n_inp] if len(b) > n_inp else None
+    if targs is not None and samples and _drawn_on_image(samples[0][n_inp]):
+        return _show_on_images(learn, b, samples, decoded, n_inp, nrows, ncols, figsize, **kwargs)
     axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize)
     for i, (sample, ax) in enumerate(zip(samples, axs)):
         show_sample(sample[:n_inp], ctx=ax, **kwargs)
-        pred = decode_target(learn, decoded[i])
+        pred = _title(decode_target(learn, decoded[i]))
         if targs is None:
-            ax.set_title(str(pred))
+            ax.set_title(pred)
             continue
         actual = sample[n_inp]
-        color = None if torch.is_floating_point(targs) else ('green' if str(pred) == str(actual) else 'red')
-        ax.set_title(f'{actual}\n{pred}', color=color)
+        # a label, or a list of labels (multi-label), can be right or wrong; a regression value is neither
+        judged = isinstance(actual, (list, tuple)) or not torch.is_floating_point(targs)
+        actual = _title(actual)
+        ax.set_title(f'{actual}\n{pred}', color=('green' if pred == actual else 'red') if judged else None)
+    return axs
+
+
+def _title(o: Any) -> str:
+    """A decoded target as a title: a label list (multi-label) as `label1;label2`, as show_batch writes it."""
+    return printable(';'.join(map(str, o)) if isinstance(o, (list, tuple)) else o)  # a non-UTF-8 name can't be drawn
+
+
+def _drawn_on_image(target: Any) -> bool:
+    # A decoded label is text (a title); a decoded tensor that can show itself (points) draws over the image.
+    return isinstance(target, torch.Tensor) and callable(getattr(target, 'show', None))
+
+
+def _show_on_images(learn: Any, b: tuple, samples: list, decoded: torch.Tensor, n_inp: int, nrows: int | None,
+                    ncols: int | None, figsize: tuple | None, **kwargs) -> list:
+    """Each item twice, side by side: its inputs with the target, then with the prediction, under one title."""
+    axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize, double=True, title='Target/Prediction')
+    for i, sample in enumerate(samples):
+        pred = decode_target(learn, decoded[i], inputs=tuple(x[i:i + 1] for x in b[:n_inp]))
+        show_sample(sample[:n_inp + 1], ctx=axs[2 * i], **kwargs)
+        show_sample((*sample[:n_inp], pred), ctx=axs[2 * i + 1], **kwargs)
     return axs

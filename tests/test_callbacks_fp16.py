@@ -82,6 +82,34 @@ def test_terminate_on_nan_stops_the_fit(capsys):
     assert 'Loss is nan at epoch 0, batch 2' in capsys.readouterr().out
 
 
+
+class KeepWeights(Callback):
+    """The model's weights after each optimizer step."""
+    order = 60
+
+    def __init__(self):
+        self.after_steps = []
+
+    def after_step(self):
+        self.after_steps.append([p.detach().clone() for p in self.learn.model.parameters()])
+
+
+def test_terminate_on_nan_stops_before_the_step_so_the_weights_stay_finite(capsys):
+    scale = iter([1.0, 1.0, math.nan, 1.0])
+
+    def loss(pred, targ):  # a NaN through the prediction: a step on it would make every weight NaN
+        return ((pred - targ) ** 2).mean() * next(scale)
+    learn = synth_learner(n_train=4, loss_func=loss, lr=0.1)
+    keep = KeepWeights()
+    with learn.no_bar():
+        learn.fit(1, cbs=[TerminateOnNaNCallback(), keep])
+    weights = [p.detach() for p in learn.model.parameters()]
+    assert len(keep.after_steps) == 2 and all(bool(torch.isfinite(w).all()) for w in weights)
+    assert all(torch.equal(w, k) for w, k in zip(weights, keep.after_steps[-1]))  # those of the last finite step
+    out = capsys.readouterr().out
+    assert 'Loss is nan at epoch 0, batch 2' in out and 'before its optimizer step' in out
+
+
 @pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
 def test_an_error_in_the_autocast_forward_leaves_autocast_off(exc):
     learn = synth_learner(n_train=2, n_valid=1).to_fp16()

@@ -1,4 +1,5 @@
 """lr_find: the lr formula, stopping, exact restoration of model and optimizer, and the suggestions."""
+import functools
 import math
 
 import matplotlib
@@ -62,6 +63,31 @@ def test_course_api_unpacks_minimum_and_steep():
     res = quiet_lr_find(learn, num_it=50, suggest_funcs=(minimum, steep, valley, slide))
     assert res._fields == ('minimum', 'steep', 'valley', 'slide')
     assert quiet_lr_find(learn, num_it=50, suggest_funcs=(valley,))._fields == ('valley',)
+
+
+def test_every_result_has_the_four_standard_suggestions():
+    learn = synth_learner()
+    res = quiet_lr_find(learn, num_it=50)
+    lr_min, lr_steep = res
+    lrs, losses = suggestion_points(learn.recorder.lrs, learn.recorder.losses, 50)
+    assert (res.minimum, res.steep) == (lr_min, lr_steep)
+    assert res.valley == pytest.approx(valley(lrs, losses)) and res.slide == pytest.approx(slide(lrs, losses))
+    assert repr(res) == (f'SuggestedLRs(minimum={lr_min:.2e}, steep={lr_steep:.2e}, valley={res.valley:.2e}, '
+                         f'slide={res.slide:.2e})')
+    with pytest.raises(AttributeError, match="no 'foo'; it has minimum, steep, valley, slide"):
+        _ = res.foo
+
+
+def test_valley_and_slide_unpack_as_those_two_and_the_others_stay_reachable():
+    learn = synth_learner()
+    res = quiet_lr_find(learn, num_it=50, suggest_funcs=(valley, functools.partial(slide, adjust_value=0.5)))
+    lrs, losses = suggestion_points(learn.recorder.lrs, learn.recorder.losses, 50)
+    lr_valley, lr_slide = res
+    assert lr_valley == pytest.approx(valley(lrs, losses))
+    assert lr_slide == pytest.approx(slide(lrs, losses) / 2) and res.slide == lr_slide   # the one asked for
+    assert res._fields == ('valley', 'slide') and len(res) == 2
+    assert res.minimum == pytest.approx(minimum(lrs, losses)) and res.steep == pytest.approx(steep(lrs, losses))
+    assert repr(res).startswith(f'SuggestedLRs(valley={lr_valley:.2e}, slide={lr_slide:.2e}, minimum=')
 
 
 def test_plot_marks_each_suggestion():

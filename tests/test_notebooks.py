@@ -73,6 +73,37 @@ def test_offline_home_has_the_course_folders(tmp_path: Path):
     counts = {f'{split}/{label}': len(list((dogs / split / label).glob('*.jpg')))
               for split in ('train', 'valid') for label in ('fishes', 'monuments')}
     assert counts == {'train/fishes': 23, 'train/monuments': 22, 'valid/fishes': 5, 'valid/monuments': 5}
+    mnist = untar_data(URLs.MNIST_SAMPLE, base=home)
+    counts = {f'{split}/{digit}': len(list((mnist / split / digit).glob('*.png')))
+              for split in ('train', 'valid') for digit in ('3', '7')}
+    assert counts == {'train/3': 300, 'train/7': 300, 'valid/3': 100, 'valid/7': 100}
+    labels = (mnist / 'labels.csv').read_text().splitlines()
+    assert labels[0] == 'name,label' and len(labels) == 801 and labels[1].startswith('train/3/')
+    assert {row.split(',')[1] for row in labels[1:] if '/7/' in row} == {'1'}
+    imagenette = untar_data(URLs.IMAGENETTE, base=home)
+    counts = {split: {d.name: len(list(d.glob('*.jpg'))) for d in sorted((imagenette / split).iterdir())}
+              for split in ('train', 'val')}
+    assert counts == {'train': {'fishes': 23, 'monuments': 22, 'others': 14, 'renewable': 24, 'tools': 32},
+                      'val': {'fishes': 5, 'monuments': 5, 'others': 3, 'renewable': 5, 'tools': 7}}
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    pascal = untar_data(URLs.PASCAL_2007, base=home)
+    df = pd.read_csv(pascal / 'train.csv')
+    assert list(df.columns) == ['fname', 'labels', 'is_valid'] and len(df) == 140 and df['is_valid'].sum() == 25
+    assert all((pascal / 'train' / f).is_file() for f in df['fname'])
+    tags = [set(labels.split(' ')) for labels in df['labels']]
+    assert set().union(*tags) == {'fishes', 'monuments', 'others', 'renewable', 'tools', 'bright'}
+    assert sum('bright' in t for t in tags) == 70  # the brighter half
+    biwi = untar_data(URLs.BIWI_HEAD_POSE, base=home)
+    assert sorted(d.name for d in biwi.iterdir()) == [f'{k:02d}' for k in range(1, 14)]
+    frames = sorted((biwi / '13').glob('*_rgb.jpg'))
+    assert len(frames) == 20 and all(Path(f'{str(f)[:-7]}pose.txt').is_file() for f in frames)
+    cal = np.genfromtxt(biwi / '01' / 'rgb.cal', skip_footer=6)  # the book's get_ctr: the pose projects on the dot
+    ctr = np.genfromtxt(Path(f'{str(frames[0])[:-7]}pose.txt'), skip_header=3)
+    x, y = ctr[0] * cal[0][0] / ctr[2] + cal[0][2], ctr[1] * cal[1][1] / ctr[2] + cal[1][2]
+    pixels = np.asarray(Image.open(frames[0]).convert('L'), dtype=np.float32)
+    assert pixels[int(y), int(x)] > 200 and pixels.shape == (72, 96)
     assert _offline_data().make_offline_home(tmp_path) == home  # a second call keeps what is there
 
 

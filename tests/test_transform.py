@@ -1,3 +1,5 @@
+import typing
+
 import torch
 
 from blocklearn.blocks.tensors import TensorBase, TensorCategory
@@ -130,3 +132,13 @@ def test_setup_shows_each_transform_the_items_through_those_before_it():
 def test_steps_apply_like_call():
     p = Pipeline([Twice(), AddOne()])
     assert [(t.name, x) for t, x in p.steps(3)] == [('AddOne', 4), ('Twice', 8)] and p(3) == 8
+
+
+class ToList(Transform):
+    def encodes(self, x: torch.Tensor) -> typing.Any:
+        return x.tolist()
+
+
+def test_a_method_annotated_to_return_any_returns_what_it_gives():
+    # typing.Any is a class since Python 3.11; casting to it raised "cannot be used with isinstance()"
+    assert ToList()(torch.tensor([1., 2.])) == [1., 2.]

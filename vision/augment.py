@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import RandTransform, Transform
-from blocklearn.vision.core import TensorImage, first_image
+from blocklearn.vision.core import TensorImage, TensorPoint, first_image
+from blocklearn.vision.points import warp_points
 
 __all__ = ['aug_transforms', 'AffineAugment', 'RandomResizedCropGPU', 'GeometricTfm', 'Flip', 'Dihedral',
            'Rotate', 'Zoom', 'Warp', 'LightingAugment', 'LightingTfm', 'Brightness', 'Contrast',
@@ -59,7 +60,8 @@ def aug_transforms(mult: float = 1., do_flip: bool = True, flip_vert: bool = Fal
 
 class AffineAugment(RandTransform):
     """Geometric `tfms` and a crop to `size` composed into one sampling grid: one `grid_sample` per batch.
-    Train: a random box (area in [min_scale, 1], aspect in `ratio`) then the steps; else a centred box, resized."""
+    Train: a random box (area in [min_scale, 1], aspect in `ratio`) then the steps; else a centred box, resized.
+    Key points of the sample move with the image (kept when they leave it)."""
     order = 30
     split_idx = None
 
@@ -101,6 +103,7 @@ class AffineAugment(RandTransform):
         if not self.do:
             return
         self._out_hw, mats = self.plan(x.shape, split_idx)
+        self._in_hw = (int(x.shape[-2]), int(x.shape[-1]))
         n = x.shape[0] if x.ndim == 4 else 1
         m = _compose(mats, n)
         # nothing to move and nothing to resize: skip the interpolation, the batch comes back bit-exact
@@ -109,6 +112,9 @@ class AffineAugment(RandTransform):
 
     def encodes(self, x: TensorImage) -> TensorImage:
         return _resample(x, self._mats, self._out_hw, self.mode, self.pad_mode, self.align_corners)
+
+    def encodes(self, x: TensorPoint) -> TensorPoint:  # noqa: F811 (dispatched on the annotation)
+        return warp_points(x, self._mats, self._in_hw, self._out_hw, self.align_corners)
 
     def __repr__(self) -> str:
         steps = ' -> '.join(t.name for t in self.tfms) or 'no steps'
@@ -155,11 +161,15 @@ class GeometricTfm(RandTransform):
         self.do = x is not None
         if self.do:
             n = x.shape[0] if x.ndim == 4 else 1
-            self._mats = self.matrices(n, tuple(x.shape[-2:]))
+            self._hw = (int(x.shape[-2]), int(x.shape[-1]))
+            self._mats = self.matrices(n, self._hw)
             self.do = not torch.equal(self._mats, _eye(n))
 
     def encodes(self, x: TensorImage) -> TensorImage:
         return _resample(x, self._mats, tuple(x.shape[-2:]), self.mode, self.pad_mode, self.align_corners)
+
+    def encodes(self, x: TensorPoint) -> TensorPoint:  # noqa: F811 (dispatched on the annotation)
+        return warp_points(x, self._mats, self._hw, self._hw, self.align_corners)
 
 
 class Flip(GeometricTfm):

@@ -1,14 +1,23 @@
-"""ImageBlock: an image input, opened as PIL, made a uint8 tensor per item and a float tensor per batch."""
+"""ImageBlock: an image input, opened as PIL, made a uint8 tensor per item and a float tensor per batch;
+PointBlock: key points in it."""
 from __future__ import annotations
 
 from blocklearn.blocks.block import TransformBlock
 
 from .core import PILImage, ToTensor
 from .normalize import IntToFloatTensor
+from .points import PointScaler, PointSetup
 
-__all__ = ['ImageBlock']
+__all__ = ['ImageBlock', 'PointBlock']
 
 
 def ImageBlock(cls: type[PILImage] = PILImage) -> TransformBlock:
     """An image input: `cls.create` opens it, `ToTensor` per item, `IntToFloatTensor` per batch."""
     return TransformBlock(type_tfms=cls.create, item_tfms=ToTensor(), batch_tfms=IntToFloatTensor())
+
+
+def PointBlock() -> TransformBlock:
+    """Key points of an image: `get_y` gives (n, 2) (x, y) pixels, scaled to [-1, 1]; loss MSELossFlat, c = 2n.
+
+    A function, not fastai's shared instance: each DataBlock gets its own transforms and their set-up state."""
+    return TransformBlock(type_tfms=PointSetup(), item_tfms=PointScaler())

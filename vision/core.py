@@ -13,13 +13,13 @@ from PIL import Image, ImageFile
 from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.tensors import TensorBase
 from blocklearn.blocks.transform import Transform
-from .show import show_image
+from .show import show_image, show_points
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ['first_image', 'ImageReadError', 'TensorImageBase', 'TensorImage', 'TensorImageBW', 'TensorMask',
-           'PILBase', 'PILImage', 'PILImageBW', 'PILMask', 'image2tensor', 'ToTensor']
+           'PILBase', 'PILImage', 'PILImageBW', 'PILMask', 'TensorPoint', 'image2tensor', 'ToTensor']
 
 
 class ImageReadError(OSError):
@@ -46,6 +46,26 @@ class TensorImageBW(TensorImage):
 class TensorMask(TensorImageBase):
     """A segmentation mask (H,W) of class indices."""
     _show_args = {'alpha': 0.5, 'cmap': 'tab20', 'interpolation': 'nearest'}
+
+
+class TensorPoint(TensorBase):
+    """Key points (n, 2) as (x, y) pixels, PIL's convention: pixel (i, j) covers [i, i+1) x [j, j+1).
+
+    `PointScaler` makes them (x, y) in [-1, 1] relative to the image for the model; transforms move them with
+    the image. Points that leave the image are kept (as in fastai), so a target never changes shape."""
+    _show_args: dict[str, Any] = {'s': 10, 'marker': '.', 'c': 'r'}
+
+    @classmethod
+    def create(cls, t: Any, img_size: Any = None) -> TensorPoint:
+        """Points from anything `torch.tensor` reads (a pair, a list of pairs, an array) as a float (n, 2) tensor.
+        `img_size` is accepted as in fastai and unused: transforms take the size from the image of the sample."""
+        return torch.as_tensor(t if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float32),
+                               dtype=torch.float32).reshape(-1, 2).as_subclass(cls)
+
+    def show(self, ctx: Axes | None = None, **kwargs) -> Axes:
+        """Scatter the points over what `ctx` shows (an image, usually)."""
+        kwargs.pop('figsize', None)
+        return show_points(self, ctx=ctx, **{**self._show_args, **kwargs})
 
 
 _ORIENTATION_TAG = 0x0112
@@ -109,6 +129,17 @@ class PILBase(Image.Image):
     def show(self, ctx: Axes | None = None, **kwargs) -> Axes:
         """Draw on `ctx` (a matplotlib Axes, created if None) and return it."""
         return show_image(self, ctx=ctx, **{**self._show_args, **kwargs})
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width), in the order of a tensor's last two axes (PIL's `size` is (width, height))."""
+        return self.size[1], self.size[0]
+
+    def to_thumb(self, h: int, w: int | None = None) -> PILBase:
+        """A copy that fits in `w` x `h` (`w` defaults to `h`), aspect kept, as PIL's in-place `thumbnail` would."""
+        im = self.copy()
+        im.thumbnail((h if w is None else w, h))
+        return self._retype(im)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__} mode={self.mode} size={self.size[0]}x{self.size[1]}'
@@ -425,4 +456,4 @@ def _mask_values(arr: np.ndarray) -> np.ndarray:
 
 # What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
 register_for_recipes('transform', ToTensor)
-register_for_recipes('function', PILImage.create, PILImageBW.create, PILMask.create)
+register_for_recipes('function', PILImage.create, PILImageBW.create, PILMask.create, TensorPoint.create)

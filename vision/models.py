@@ -19,11 +19,12 @@ from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.safe_io import safe_load
 
 from .normalize import imagenet_stats
+from .xresnet import xresnet18, xresnet34, xresnet50, xresnet101, xresnet152
 
 __all__ = ['AdaptiveConcatPool2d', 'SigmoidRange', 'create_body', 'create_head', 'create_vision_model',
            'model_meta', 'arch_meta', 'default_meta', 'default_split', 'resnet_split', 'num_features_model',
-           'has_pool_type', 'load_weights', 'weights_file', 'WeightsNotFoundError', 'WeightsMismatchError',
-           'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152']
+           'has_pool_type', 'xresnet_split', 'load_weights', 'weights_file', 'WeightsNotFoundError',
+           'WeightsMismatchError', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152']
 
 Arch = Callable[..., nn.Module]
 Cut = int | Callable[[nn.Module], nn.Module] | None
@@ -84,6 +85,12 @@ def resnet_split(model: nn.Module) -> ParamGroups:
     return [_params(body[:6]), _params(body[6:]), _params(model[1])]
 
 
+def xresnet_split(model: nn.Module) -> ParamGroups:
+    """Three parameter groups for an xresnet: the three-conv stem, the stages, then the head."""
+    body = model[0]
+    return [_params(body[:3]), _params(body[3:]), _params(model[1])]
+
+
 def _resnet_meta() -> dict[str, Any]:
     return {'cut': -2, 'split': resnet_split, 'stats': imagenet_stats}
 
@@ -94,6 +101,9 @@ default_meta: dict[str, Any] = {'cut': None, 'split': default_split, 'stats': im
 model_meta: dict[Callable, dict[str, Any]] = {
     resnet18: _resnet_meta(), resnet34: _resnet_meta(), resnet50: _resnet_meta(), resnet101: _resnet_meta(),
     resnet152: _resnet_meta(),
+    # An xresnet ends in pool, flatten, dropout, linear: the body is what comes before those four.
+    **{arch: {'cut': -4, 'split': xresnet_split, 'stats': imagenet_stats}
+       for arch in (xresnet18, xresnet34, xresnet50, xresnet101, xresnet152)},
 }
 
 

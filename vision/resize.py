@@ -13,7 +13,8 @@ from torchvision.transforms.v2.functional import resize_image
 
 from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import RandTransform, Transform
-from .core import PILBase, PILMask, TensorImageBase, TensorMask
+from .core import PILBase, PILMask, TensorImageBase, TensorMask, TensorPoint
+from .points import crop_pad_points, image_size
 
 __all__ = ['ResizeMethod', 'PadMode', 'Resize', 'RandomResizedCrop', 'CropPad']
 
@@ -50,10 +51,12 @@ class Resize(RandTransform):
         self.pad_mode = _choice(pad_mode, PadMode, 'pad_mode', 'Resize')
         self.mode, self.mode_mask = resamples
         self.pcts = (0.5, 0.5)
+        self.src_wh: tuple[int, int] | None = None  # the sample's image size, for its points
 
     def before_call(self, b: Any, split_idx: int | None) -> None:
         super().before_call(b, split_idx)
         self.pcts = (random.random(), random.random()) if split_idx == 0 else (0.5, 0.5)
+        self.src_wh = _sample_size(b)
 
     def encodes(self, x: PILBase):
         return _crop_pad_resize_pil(x, self._box(x.size), self.size, self._resample(x), self.pad_mode)
@@ -61,6 +64,10 @@ class Resize(RandTransform):
     def encodes(self, x: TensorImageBase):  # noqa: F811 (dispatched on the annotation)
         h, w = x.shape[-2:]
         return _crop_pad_resize_tensor(x, self._box((w, h)), self.size, self._resample(x), self.pad_mode)
+
+    def encodes(self, x: TensorPoint):  # noqa: F811
+        wh = _points_source(self.src_wh, 'Resize')
+        return _crop_pad_resize_points(x, self._box(wh), wh, self.size)
 
     def _box(self, wh: tuple[int, int]) -> Box:
         """The source box of the target aspect: inside the image (crop), around it (pad) or the image (squish)."""
@@ -101,10 +108,11 @@ class RandomResizedCrop(RandTransform):
         self.min_scale, self.max_scale, self.ratio, self.val_xtra = min_scale, max_scale, ratio, val_xtra
         self.mode, self.mode_mask = resamples
         self.box: Box = (0, 0, 0, 0)
+        self.src_wh: tuple[int, int] | None = None  # the sample's image size, for its points
 
     def before_call(self, b: Any, split_idx: int | None) -> None:
         super().before_call(b, split_idx)
-        w, h = _image_size(b, 'RandomResizedCrop')
+        w, h = self.src_wh = _image_size(b, 'RandomResizedCrop')
         self.box = self._random_box(w, h) if split_idx == 0 else self._valid_box(w, h)
 
     def encodes(self, x: PILBase):
@@ -112,6 +120,9 @@ class RandomResizedCrop(RandTransform):
 
     def encodes(self, x: TensorImageBase):  # noqa: F811
         return _crop_pad_resize_tensor(x, self.box, self.size, self._resample(x), PadMode.Zeros)
+
+    def encodes(self, x: TensorPoint):  # noqa: F811
+        return _crop_pad_resize_points(x, self.box, _points_source(self.src_wh, 'RandomResizedCrop'), self.size)
 
     def _random_box(self, w: int, h: int) -> Box:
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
@@ -153,14 +164,21 @@ class CropPad(Transform):
         super().__init__(**kwargs)
         self.size = _size_hw(size, 'CropPad')
         self.pad_mode = _choice(pad_mode, PadMode, 'pad_mode', 'CropPad')
+        self.src_wh: tuple[int, int] | None = None  # the last image's size: its sample's points come next
 
     def encodes(self, x: PILBase):
-        w, h = x.size
+        w, h = self.src_wh = x.size
         return _crop_pad_resize_pil(x, self._box(w, h), self.size, _NEAREST, self.pad_mode)
 
     def encodes(self, x: TensorImageBase):  # noqa: F811
         h, w = x.shape[-2:]
+        self.src_wh = (int(w), int(h))
         return _crop_pad_resize_tensor(x, self._box(w, h), self.size, _NEAREST, self.pad_mode)
+
+    def encodes(self, x: TensorPoint):  # noqa: F811
+        # order 0: in a pipeline CropPad runs before PointScaler (order 1), so the points are still pixels
+        wh = _points_source(self.src_wh, 'CropPad')
+        return _crop_pad_resize_points(x, self._box(*wh), wh, self.size, scaled=False)
 
     def _box(self, w: int, h: int) -> Box:
         th, tw = self.size
@@ -194,6 +212,13 @@ def _crop_pad_resize_tensor(x: torch.Tensor, box: Box, size: tuple[int, int], re
     if (x0, y0, x1, y1) != (0, 0, tw, th):
         t = _pad(t, (y0, th - y1), (x0, tw - x1), pad_mode, torch)
     return t.as_subclass(cls)
+
+
+def _crop_pad_resize_points(pts: TensorPoint, box: Box, wh: tuple[int, int], size: tuple[int, int],
+                            scaled: bool = True) -> TensorPoint:
+    """Points moved as `_crop_pad_resize_pil` moves the pixels of a `wh` image (the same rounded placement)."""
+    inner, out_wh, dest = _placement(box, wh, size)
+    return crop_pad_points(pts, wh, inner, dest, out_wh, scaled)
 
 
 def _placement(box: Box, wh: tuple[int, int], size: tuple[int, int]) -> tuple[Box, tuple[int, int], Box]:
@@ -247,6 +272,18 @@ def _pad_index(n: int, before: int, after: int, pad_mode: str) -> np.ndarray:
     period = 2 * (n - 1)
     i = i % period
     return np.where(i >= n, period - i, i)
+
+
+def _sample_size(b: Any) -> tuple[int, int] | None:
+    """(w, h) of the first image in the sample `b` (an image, or a tuple holding one), or None."""
+    return next((wh for x in (b if isinstance(b, tuple) else (b,)) if (wh := image_size(x)) is not None), None)
+
+
+def _points_source(wh: tuple[int, int] | None, name: str) -> tuple[int, int]:
+    if wh is None:
+        raise ValueError(f'{name} moves points with the image of their sample, and this sample has none: apply it '
+                         f'to (image, points) samples, e.g. DataBlock(blocks=(ImageBlock, PointBlock)).')
+    return wh
 
 
 def _centred(w: int, h: int, cw: int, ch: int) -> Box:

@@ -13,7 +13,7 @@ from blocklearn.blocks.show import get_grid
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ['show_image', 'show_images']
+__all__ = ['show_image', 'show_images', 'show_points']
 
 
 def show_image(im: Any, ax: Axes | None = None, figsize: tuple[float, float] | None = None,
@@ -50,6 +50,26 @@ def show_images(ims: Sequence[Any], nrows: int = 1, ncols: int | None = None,
     for im, title, ax in zip(ims, titles, axs):
         show_image(im, ax=ax, title=title)
     return axs
+
+
+def show_points(pts: Any, ax: Axes | None = None, ctx: Axes | None = None, **kwargs) -> Axes:
+    """Scatter points (n, 2) as (x, y) pixels on `ax` (or `ctx`, or a new Axes), over the image drawn there.
+
+    Drawn with pixel centres at i + 0.5 (TensorPoint's convention); the view stays the image's, so points that
+    left it are kept in the data but not drawn."""
+    ax = ax if ax is not None else ctx
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots()
+    xy = torch.as_tensor(pts).detach().cpu().float().reshape(-1, 2).numpy()
+    has_image = bool(ax.images)
+    limits = ax.get_xlim(), ax.get_ylim()
+    # imshow puts pixel i's centre at i; a point at x covers pixel floor(x), whose centre is at x - 0.5
+    ax.scatter(xy[:, 0] - 0.5, xy[:, 1] - 0.5, **kwargs)
+    if has_image:
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+    return ax
 
 
 def _display_array(im: Any) -> tuple[np.ndarray, bool]:
