@@ -247,6 +247,8 @@ class Learner:
             if wd is not None:
                 self.opt.set_hyper('wd', wd)
             self.opt.set_hyper('lr', self.lr if lr is None else lr)
+            # A fit stopped between backward and step (Ctrl-C) left gradients behind: never add them to new ones.
+            self.opt.zero_grad()
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
             self._to_dls_device()
             try:
@@ -430,7 +432,9 @@ class Learner:
         device = device if device is not None else (_model_device(self.model) or 'cpu')
         state = safe_load(file, map_location=device)
         # fastai's convention: a file without 'model' is a bare state dict, e.g. torch.save(model.state_dict()).
-        self.model.load_state_dict(state['model'] if 'model' in state else state, strict=strict)
+        weights = state['model'] if 'model' in state else state
+        _check_fits(self.model, weights, strict, file)  # before copying anything: a misfit leaves the model as it was
+        self.model.load_state_dict(weights, strict=strict)
         if with_opt and 'opt' in state:
             if self.opt is None:
                 self.create_opt()
@@ -461,6 +465,22 @@ def _move(o: Any, device: torch.device) -> Any:
     if isinstance(o, (tuple, list)):
         return type(o)(_move(x, device) for x in o)
     return o
+
+
+def _check_fits(model: nn.Module, weights: dict, strict: bool, file: Path) -> None:
+    # torch's load_state_dict copies every tensor that fits before it reports those that do not.
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items()
+             if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+    missing = [k for k in own if k not in weights] if strict else []
+    unexpected = [k for k in weights if k not in own] if strict else []
+    if wrong or missing or unexpected:
+        parts = [f'{len(wrong)} of other shapes (e.g. {wrong[0]})' if wrong else '',
+                 f'{len(missing)} missing (e.g. {missing[0]})' if missing else '',
+                 f'{len(unexpected)} unexpected (e.g. {unexpected[0]})' if unexpected else '']
+        raise RuntimeError(f"{file} holds weights that do not fit this model: {', '.join(p for p in parts if p)}; "
+                           f"nothing was loaded. Build the Learner with the architecture that saved it"
+                           f"{'' if wrong else ', or pass strict=False'}.")
 
 
 def _model_device(model: nn.Module) -> torch.device | None:

@@ -274,3 +274,18 @@ def test_unknown_attribute_error_names_the_callback():
         warnings.simplefilter('error')
         with pytest.raises(AttributeError, match="'Callback' object has no attribute 'nope'"):
             cb.nope
+
+
+def test_gradients_left_by_ctrl_c_between_backward_and_step_never_reach_the_next_step():
+    learn = synth_learner(n_train=2, n_valid=1)
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(1, cbs=RaiseAt('before_step', KeyboardInterrupt))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learn.model.parameters())
+
+    class GradsAtFirstBackward(Callback):
+        def before_backward(self):
+            self.grads = [p.grad for p in self.learn.model.parameters()]
+            raise CancelFitException()
+    seen = GradsAtFirstBackward()
+    learn.fit(1, cbs=seen)
+    assert all(g is None or g.abs().sum() == 0 for g in seen.grads)

@@ -250,3 +250,16 @@ def _wait_for_temp_file(folder: Path, proc: subprocess.Popen, timeout: float = 6
             pytest.fail(f'the saving process ended on its own: {proc.stderr.read().decode()[-2000:]}')
         time.sleep(0.001)
     pytest.fail(f'no temp file appeared in {folder} within {timeout} s')
+
+
+def test_a_load_that_does_not_fit_copies_nothing(tmp_path):
+    saver = three_group_learner(path=tmp_path)
+    saver.save('three')
+    torch.manual_seed(1)
+    learn = Learner(saver.dls, nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 16),
+                                             nn.ReLU(), nn.Linear(16, 3)), path=tmp_path)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with pytest.raises(RuntimeError, match='do not fit this model.*nothing was loaded'):
+        learn.load('three')
+    # the first layers have the saved shapes and would have been overwritten by a plain load_state_dict
+    assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())
