@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -13,7 +14,7 @@ from .show import get_grid, show_sample
 from .tensors import as_plain
 from .transform import Pipeline
 
-__all__ = ['DataLoader', 'DataLoaders', 'collate', 'CollateError', 'ItemLoadError', 'default_num_workers',
+__all__ = ['DataLoader', 'DataLoaders', 'NoBatchWarning', 'collate', 'CollateError', 'ItemLoadError', 'default_num_workers',
            'default_device', 'PipelineApply']
 
 
@@ -112,6 +113,15 @@ class DataLoader:
     @property
     def n(self) -> int:
         return len(self.dataset)
+
+    def no_batch_reason(self) -> str | None:
+        """Why this loader yields no batch at all (a split smaller than `bs` with `drop_last`), with the fix; or None."""
+        n = len(self.dataset)
+        if n == 0 or len(self) > 0:
+            return None  # an empty split is said where it is built
+        return (f"The {_split_name(self.split_idx)} split has {n} item{'s' if n != 1 else ''} and bs is {self.bs}: "
+                f"dropping the last partial batch, its loader yields no batch. Pass bs={_fitting_bs(n)} (at most "
+                f"{n}), or give the split more items.")
 
     def _loader(self) -> tud.DataLoader:
         if self._torch_dl is None:
@@ -346,6 +356,19 @@ def collate_error(col: list, k: int, names: Sequence[str] | None) -> str:
             + f'\n{fix}')
 
 
+class NoBatchWarning(UserWarning):
+    """The training loader would yield no batch (its split is smaller than `bs`); `fit` refuses to start."""
+
+
+def _split_name(split_idx: int | None) -> str:
+    return {0: 'training', 1: 'validation'}.get(split_idx, 'data')
+
+
+def _fitting_bs(n: int) -> int:
+    # The largest power of two that fits, as batch sizes usually are.
+    return 1 << (n.bit_length() - 1)
+
+
 class DataLoaders:
     """The train and valid DataLoader (and any more), with what the Learner needs: vocab, c, loss, device."""
 
@@ -368,6 +391,9 @@ class DataLoaders:
                               before_batch=before_batch, after_batch=after_batch, device=device, split_idx=i,
                               **kwargs)
                    for i, ds in enumerate(dsets)]
+        reason = loaders[0].no_batch_reason() if loaders else None
+        if reason is not None:
+            warnings.warn(reason, NoBatchWarning, stacklevel=2)
         return cls(*loaders, path=path)
 
     def __getitem__(self, i: int) -> DataLoader:

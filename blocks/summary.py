@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from .datasets import Datasets
-from .loader import CollateError, DataLoader
+from .loader import CollateError, DataLoader, NoBatchWarning
 from .printable import printable
 from .transform import Pipeline
 
@@ -57,7 +58,9 @@ def summarize(dblock: Any, source: Any, bs: int = 4, show_batch: bool = False, p
 
     # The real training loader, built as dataloaders() builds it (split 0, shuffled), at summary's batch size
     # and without worker processes.
-    real = dblock.dataloaders_from(dsets, **{**kwargs, 'num_workers': 0}).train
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NoBatchWarning)  # said below, in the narration's own words
+        real = dblock.dataloaders_from(dsets, **{**kwargs, 'num_workers': 0}).train
     dl = real.new(bs=bs)
     order = dl.first_indices(len(dl.dataset))
     idxs = order[:bs]
@@ -80,7 +83,12 @@ def summarize(dblock: Any, source: Any, bs: int = 4, show_batch: bool = False, p
     p('\nApplying batch_tfms to the batch built')
     batch = dl.finish_batch(batch, apply=partial(_narrate, p, name='the batch'))
     _check_full_batch(p, dl, order[:real.bs])
-    p('\nEverything checks out: dataloaders() will build batches like this one.')
+    reason = real.no_batch_reason()
+    if reason is not None:
+        # Not raised: the bs given to dataloaders() later may fit; fit() refuses if it does not.
+        p(f'\nWarning! With dataloaders(bs={real.bs}): {reason}')
+    else:
+        p('\nEverything checks out: dataloaders() will build batches like this one.')
     if show_batch:
         dl.show_batch(batch)
     return batch

@@ -250,11 +250,21 @@ class Learner:
             # A fit stopped between backward and step (Ctrl-C) left gradients behind: never add them to new ones.
             self.opt.zero_grad()
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
+            self.check_trainable()
             self._to_dls_device()
             try:
                 self._with_events(self._do_fit, 'fit', CancelFitException)
             finally:
                 self.logger = logger
+
+    def check_trainable(self) -> None:
+        """Raise, saying the fix, if the training loader would yield no batch (fit would silently train nothing)."""
+        train = self.dls.train
+        reason = train.no_batch_reason() if hasattr(train, 'no_batch_reason') else None
+        if reason is None and len(train) == 0:
+            reason = 'The training loader yields no batch: give it items (and a bs no larger than their number).'
+        if reason is not None:
+            raise ValueError(reason)
 
     def validate(self, ds_idx: int = 1, dl: Iterable | None = None,
                  cbs: Iterable | Callback | None = None) -> list[float | None]:

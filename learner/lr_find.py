@@ -80,6 +80,7 @@ def lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: int 
     The default stays fastbook's (minimum, steep), where fastai 2.8's is (valley,)."""
     if getattr(learn, 'recorder', None) is None:
         raise ValueError("lr_find reads the Recorder's losses: create the Learner with default_cbs=True.")
+    learn.check_trainable()
     n_epoch = num_it // len(learn.dls.train) + 1
     with learn.no_logging():
         learn.fit(n_epoch, cbs=LRFinder(start_lr, end_lr, num_it, stop_div))

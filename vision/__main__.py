@@ -9,9 +9,11 @@ import math
 import pickle
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Iterator
 
+from blocklearn.blocks.loader import NoBatchWarning
 from blocklearn.blocks.printable import printable
 
 __all__ = ['main']
@@ -126,7 +128,10 @@ def _train(args: argparse.Namespace) -> int:
     lr = None if args.lr == 'auto' else args.lr
     block = _datablock(args)
     block.summary(args.path, bs=4)
-    dls = block.dataloaders(args.path, bs=args.bs)
+    with warnings.catch_warnings():
+        # fit and lr_find refuse such loaders with the same words, as the one-line error below
+        warnings.simplefilter('ignore', NoBatchWarning)
+        dls = block.dataloaders(args.path, bs=args.bs)
     learn = vision_learner(dls, arch, metrics=error_rate, pretrained=args.pretrained or args.weights is not None,
                            weights=args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
