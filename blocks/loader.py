@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import numbers
 import os
+import random
+import signal
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 
@@ -103,8 +107,15 @@ class DataLoader:
 
     # -- iteration ---------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple]:
-        for b in self._loader():
-            yield self._finish(b)
+        try:
+            for b in self._loader():
+                yield self._finish(b)
+        except GeneratorExit:
+            raise  # the consumer stopped early: persistent workers go on to the next epoch as they are
+        except BaseException:
+            # Ctrl-C or an error while batches were in flight: the next epoch starts from fresh workers
+            self._stop_workers()
+            raise
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -124,14 +135,24 @@ class DataLoader:
                 f"{n}), or give the split more items.")
 
     def _loader(self) -> tud.DataLoader:
+        if self._torch_dl is not None and not _workers_alive(self._torch_dl):
+            self._stop_workers()  # a worker was killed (OOM, SIGKILL) since the last epoch
         if self._torch_dl is None:
             workers = self.num_workers if len(self.dataset) > self.bs else min(self.num_workers, 1)
+            # torch's own seed draw gets a private generator: the global one is drawn once per epoch, by the sampler
             self._torch_dl = tud.DataLoader(
-                _ItemDataset(self), batch_size=self.bs, shuffle=self.shuffle, drop_last=self.drop_last,
-                num_workers=workers, collate_fn=_Collator(self), pin_memory=self.pin_memory,
-                worker_init_fn=_init_worker if workers else None,
-                persistent_workers=self.persistent_workers and workers > 0)
+                _ItemDataset(self), batch_size=self.bs, sampler=_EpochSampler(len(self.dataset), self.shuffle, workers),
+                drop_last=self.drop_last, num_workers=workers, collate_fn=_Collator(self),
+                pin_memory=self.pin_memory, worker_init_fn=_init_worker if workers else None,
+                persistent_workers=self.persistent_workers and workers > 0, generator=torch.Generator())
         return self._torch_dl
+
+    def _stop_workers(self) -> None:
+        """Shut down the worker processes (if any); the next epoch starts new ones."""
+        dl, self._torch_dl = self._torch_dl, None
+        it = getattr(dl, '_iterator', None)
+        if it is not None and hasattr(it, '_shutdown_workers'):
+            it._shutdown_workers()
 
     def _finish(self, b: Any) -> tuple:
         """Raise a worker's failure here, in the user's process; else restore the tensor types and finish."""
@@ -230,6 +251,44 @@ def _pipeline(tfms: Sequence[Callable] | Pipeline | None, split_idx: int | None)
 def _init_worker(worker_id: int) -> None:
     # Each worker is one process on one core: torch's own threads would fight the other workers.
     torch.set_num_threads(1)
+    # A terminal's Ctrl-C reaches the whole process group: the main process stops the workers it owns, so a
+    # worker that died of it cannot leave the next epoch a queue of batches it can no longer hand over.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _workers_alive(dl: tud.DataLoader) -> bool:
+    workers = getattr(getattr(dl, '_iterator', None), '_workers', None) or []
+    return all(w.is_alive() for w in workers)
+
+
+class _EpochSampler(tud.Sampler):
+    """The indices of an epoch, each paired with the epoch's seed, drawn from torch's global generator.
+
+    A worker seeds its generators from (seed, index) before each item, so an item's random transforms depend on
+    neither the worker it lands on nor the epochs before: a run resumed from a checkpoint (which holds the global
+    state) draws what the uninterrupted one did. In this process (no workers) items draw from the global state."""
+
+    def __init__(self, n: int, shuffle: bool, workers: int):
+        self.n, self.shuffle, self.workers = n, shuffle, workers
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int | None]]:
+        if not (self.shuffle or self.workers):
+            return ((i, None) for i in range(self.n))
+        seed = int(torch.randint(0, 2 ** 62, ()).item())
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist() if self.shuffle \
+            else range(self.n)
+        return ((i, seed) for i in order)
+
+
+def _seed_item(seed: int, i: int) -> None:
+    """Seed this worker's generators for item `i` of an epoch (torch's CPU generator only: 1 us, not 200)."""
+    s = (seed + (i + 1) * 0x9E3779B97F4A7C15) % 2 ** 63
+    torch.default_generator.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % 2 ** 32)
 
 
 def _batch_len(b: tuple) -> int:
@@ -252,16 +311,36 @@ class _Failure:
         self.exc = exc
 
 
-class _ItemDataset(tud.Dataset):
-    """The torch view of a DataLoader: sample i by `dl.load_item`, a failure captured to be raised later."""
+class _OwnedBy:
+    """A part of the torch loader a DataLoader owns, pointing back at it weakly: with no reference cycle, the last
+    reference to a DataLoader going stops its workers at once (a garbage-collected cycle stalled 5 s per worker).
+    A spawned worker gets a pickled copy of the DataLoader, held strongly there."""
 
     def __init__(self, dl: DataLoader):
-        self.dl = dl
+        self._ref = weakref.ref(dl)
+
+    @property
+    def dl(self) -> DataLoader:
+        return self._ref()
+
+    def __getstate__(self) -> dict:
+        return {'dl': self.dl}
+
+    def __setstate__(self, state: dict) -> None:
+        dl = state['dl']
+        self._ref = lambda: dl
+
+
+class _ItemDataset(_OwnedBy, tud.Dataset):
+    """The torch view of a DataLoader: sample i by `dl.load_item`, a failure captured to be raised later."""
 
     def __len__(self) -> int:
         return len(self.dl.dataset)
 
-    def __getitem__(self, i: int) -> tuple[int, Any]:
+    def __getitem__(self, key: tuple[int, int | None]) -> tuple[int, Any]:
+        i, seed = key
+        if seed is not None and tud.get_worker_info() is not None:
+            _seed_item(seed, i)
         try:
             return i, self.dl.load_item(i)
         except Exception as e:
@@ -286,11 +365,8 @@ def _item_error(dataset: Any, i: int, e: Exception) -> Exception:
         return ItemLoadError(msg)
 
 
-class _Collator:
+class _Collator(_OwnedBy):
     """collate_fn: `dl.collate`, then tensor types stripped to cross processes (restored by `dl._finish`)."""
-
-    def __init__(self, dl: DataLoader):
-        self.dl = dl
 
     def __call__(self, indexed: list[tuple[int, Any]]) -> Any:
         idxs = [i for i, _ in indexed]

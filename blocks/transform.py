@@ -206,6 +206,10 @@ class _BoundFunction:
     def __call__(self, _self: Any, x: Any) -> Any:
         return self.f(x)
 
+    def __reduce__(self) -> tuple:
+        # rebuilt from `f` alone: its globals hold modules, which a spawned worker's pickle cannot carry
+        return type(self), (self.f,)
+
 
 def _func_name(f: Callable) -> str:
     owner = getattr(f, '__self__', None)

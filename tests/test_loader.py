@@ -141,3 +141,58 @@ def test_load_item_names_the_item(pets_folder):
     dl, bad = next((dl, i) for dl in dls.loaders for i, o in enumerate(dl.items) if o.name == 'Bombay_99.jpg')
     with pytest.raises(Exception, match=rf'Could not load item {bad} \(.*Bombay_99.jpg\)'):
         dl.load_item(bad)
+
+
+def _worker_processes(dl):
+    return list(dl._torch_dl._iterator._workers)
+
+
+def test_dropping_a_loader_stops_its_workers_without_waiting_for_the_garbage_collector(photos):
+    import gc
+    dl = small_dls(photos, bs=16, num_workers=2).train
+    list(dl)
+    workers = _worker_processes(dl)
+    assert len(workers) == 2 and all(w.is_alive() for w in workers)
+    gc.disable()          # a reference cycle would keep them running (then stall 5 s each) until a collection
+    try:
+        del dl
+        assert all(w.exitcode is not None for w in workers)
+    finally:
+        gc.enable()
+
+
+def test_a_killed_worker_is_replaced_at_the_next_epoch(photos):
+    import os
+    import signal
+    dls = small_dls(photos, bs=16, num_workers=2)
+    first = torch.cat([y for _, y in dls.train])
+    for w in _worker_processes(dls.train):
+        os.kill(w.pid, signal.SIGKILL)           # the OOM killer, or a user's kill, between two epochs
+        w.join()
+    second = torch.cat([y for _, y in dls.train])
+    assert len(first) == len(second) == 112
+    assert all(w.is_alive() for w in _worker_processes(dls.train))
+
+
+def test_a_loader_pickles_for_spawned_workers(photos):
+    import pickle
+    from blocklearn.blocks.loader import _ItemDataset
+    dls = small_dls(photos, bs=16, num_workers=0)
+    copy = pickle.loads(pickle.dumps(_ItemDataset(dls.valid)))    # what a spawned worker receives
+    i, (x, _) = copy[(3, None)]
+    assert i == 3 and torch.equal(x, dls.valid.load_item(3)[0])
+
+
+def test_an_items_random_transforms_depend_on_the_epoch_and_the_item_not_the_worker(photos):
+    from blocklearn.vision.resize import RandomResizedCrop
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                      get_y=using_attr(RegexLabeller(PAT), 'name'), splitter=RandomSplitter(seed=42),
+                      item_tfms=RandomResizedCrop(24, min_scale=0.3))
+    batches = []
+    for workers in (1, 2):
+        torch.manual_seed(5)
+        dls = block.dataloaders(photos, bs=16, num_workers=workers)
+        batches.append([x for x, _ in dls.train])
+    assert len(batches[0]) == 7 and all(torch.equal(a, b) for a, b in zip(*batches))
+    torch.manual_seed(6)
+    assert not torch.equal(next(iter(dls.train))[0], batches[1][0])   # another epoch draw, other crops

@@ -33,14 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT / 'data' / 'fashion_tiny'   # the `fashion` fixture's folder, for the module-wide run
 
 
-def fashion_learner(fashion: Path, path: Path, seed: int = 0) -> Learner:
+def fashion_learner(fashion: Path, path: Path, seed: int = 0, num_workers: int = 0) -> Learner:
     """A small CNN on fashion_tiny drawing random numbers three ways: shuffled batches and dropout (torch's
-    generator), random crops (Python's `random`); all in this process (num_workers=0)."""
+    generator), random crops (Python's `random`); the crops in this process by default, else in the workers."""
     seed_all(seed)
     block = DataBlock(blocks=(ImageBlock(PILImageBW), CategoryBlock), get_items=get_image_files,
                       splitter=GrandparentSplitter(), get_y=parent_label,
                       item_tfms=RandomResizedCrop(24, min_scale=0.5))
-    dls = block.dataloaders(fashion, bs=64, num_workers=0, device='cpu')
+    dls = block.dataloaders(fashion, bs=64, num_workers=num_workers, device='cpu')
     model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Dropout(0.5), nn.Linear(16, dls.c))
@@ -101,6 +101,26 @@ def test_resumed_run_ends_bitwise_like_the_uninterrupted_one(fashion, uninterrup
     assert learn.recorder.log[0] == 2 and learn.recorder.values[-1][1] == uninterrupted.recorder.values[-1][1]
 
 
+@pytest.fixture(scope='module')
+def uninterrupted_with_workers(tmp_path_factory):
+    """The same run with the crops drawn in two persistent worker processes."""
+    path = tmp_path_factory.mktemp('run_workers')
+    learn = fashion_learner(FASHION, path, num_workers=2)
+    seed_all(1)
+    fit_quietly(learn, 3, 1e-2, cbs=SaveModelCallback(every_epoch=True))
+    return learn
+
+
+@pytest.mark.parametrize('num_workers', [2, 1])
+def test_resume_with_workers_is_bitwise_too(fashion, uninterrupted_with_workers, num_workers):
+    # Each item's crop is seeded from the epoch's draw and its index: new workers, even fewer of them, crop alike.
+    learn = fashion_learner(fashion, uninterrupted_with_workers.path, seed=123, num_workers=num_workers)
+    learn.load('model_1')
+    fit_quietly(learn, 3, 1e-2, start_epoch=2)
+    assert learn.dls.train._torch_dl.num_workers == num_workers
+    assert_same_state(learn, uninterrupted_with_workers)
+
+
 def test_resume_with_the_default_progress_bar(fashion, uninterrupted, capsys):
     # The README's recipe as typed in a console: no no_bar(), the results table printed.
     learn = fashion_learner(fashion, uninterrupted.path, seed=123)
@@ -109,6 +129,45 @@ def test_resume_with_the_default_progress_bar(fashion, uninterrupted, capsys):
     out = capsys.readouterr().out
     rows = re.split('[\r\n]', out)
     assert 'Epoch 1/1' in out and sum(r.startswith('2 ') for r in rows) == 1   # one epoch run, logged as epoch 2
+    assert_same_state(learn, uninterrupted)
+
+
+class _FakeDisplay:
+    """IPython's `display` as in a notebook, keeping the last HTML of each output area."""
+
+    def __init__(self):
+        self.areas: list[str] = []
+
+    def __call__(self, obj, display_id: bool = False):
+        self.areas.append(obj.data)
+        area = len(self.areas) - 1
+        return _Area(self, area) if display_id else None
+
+
+class _Area:
+    def __init__(self, display: _FakeDisplay, i: int):
+        self.display, self.i = display, i
+
+    def update(self, obj) -> None:
+        self.display.areas[self.i] = obj.data
+
+
+def test_resume_with_the_notebook_progress_bar(fashion, uninterrupted, monkeypatch):
+    # The same recipe in Jupyter, where fastprogress draws HTML bars (what it imports when it finds a notebook).
+    import fastprogress.fastprogress as fastprogress
+    from IPython.display import HTML
+    import blocklearn.callbacks.progress as progress
+    shown = _FakeDisplay()
+    for name, value in (('display', shown), ('HTML', HTML), ('clear_output', lambda **k: None)):
+        monkeypatch.setattr(fastprogress, name, value, raising=False)
+    monkeypatch.setattr(progress, 'master_bar', fastprogress.NBMasterBar)
+    monkeypatch.setattr(progress, 'progress_bar', fastprogress.NBProgressBar)
+    learn = fashion_learner(fashion, uninterrupted.path, seed=123)
+    learn.load('model_1')
+    learn.fit_one_cycle(3, 1e-2, start_epoch=2)
+    table = next(a for a in shown.areas if '<table' in a)
+    rows = re.findall(r'<tr>\s*<td>(\d+)</td>', table)
+    assert rows == ['2'], table                  # one epoch run, logged as epoch 2
     assert_same_state(learn, uninterrupted)
 
 
