@@ -83,8 +83,8 @@ class SaveModelCallback(TrackerCallback):
             self.learn.load(self.fname, with_opt=self.with_opt, with_rng=False)
 
 
-class EarlyStoppingCallback(TrackerCallback):
-    """Stop fitting once `monitor` has not improved by `min_delta` for `patience` epochs."""
+class _PatienceCallback(TrackerCallback):
+    """Count the epochs since `monitor` last improved; call `on_plateau` once they reach `patience`."""
 
     def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
                  patience: int = 1, reset_on_fit: bool = True):
@@ -100,11 +100,21 @@ class EarlyStoppingCallback(TrackerCallback):
         super().after_epoch()
         self.wait = 0 if self.new_best else self.wait + 1
         if self.wait >= self.patience:
-            print(f'No improvement since epoch {self.learn.epoch - self.wait}: early stopping')
-            raise CancelFitException()
+            self.on_plateau()
+
+    def on_plateau(self) -> None:
+        raise NotImplementedError
 
 
-class ReduceLROnPlateau(TrackerCallback):
+class EarlyStoppingCallback(_PatienceCallback):
+    """Stop fitting once `monitor` has not improved by `min_delta` for `patience` epochs."""
+
+    def on_plateau(self) -> None:
+        print(f'No improvement since epoch {self.learn.epoch - self.wait}: early stopping')
+        raise CancelFitException()
+
+
+class ReduceLROnPlateau(_PatienceCallback):
     """Divide every group's lr by `factor` (not below `min_lr`) once `monitor` has not improved for `patience` epochs.
 
     For `fit` at a constant lr: a schedule such as `fit_one_cycle`'s sets the lr again at every batch."""
@@ -112,19 +122,10 @@ class ReduceLROnPlateau(TrackerCallback):
 
     def __init__(self, monitor: str = 'valid_loss', comp: Callable | None = None, min_delta: float = 0.0,
                  patience: int = 1, factor: float = 10.0, min_lr: float = 0, reset_on_fit: bool = True):
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
-        self.patience, self.factor, self.min_lr = patience, factor, min_lr
-        self.wait = 0
+        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
+        self.factor, self.min_lr = factor, min_lr
 
-    def before_fit(self) -> None:
-        self.wait = 0
-        super().before_fit()
-
-    def after_epoch(self) -> None:
-        super().after_epoch()
-        self.wait = 0 if self.new_best else self.wait + 1
-        if self.wait < self.patience:
-            return
+    def on_plateau(self) -> None:
         self.wait = 0
         opt = self.learn.opt
         old = opt.hyper('lr')
