@@ -6,10 +6,11 @@ OUT ?= out
 
 .PHONY: demo test nbs bench
 
-$(STAMP): pyproject.toml
+# pyproject states the version ranges users get; here the exact versions CI tests, from the committed constraints.
+$(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -c .ci/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
