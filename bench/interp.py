@@ -5,7 +5,12 @@ get_preds, from_learner, confusion_matrix, most_confused, top_losses(9), plot_to
 plot_confusion_matrix, and counts the model's forward calls and the items they saw, for blocklearn and (when
 installed) fastai 2.8.12 side by side. Each framework runs in its own subprocess; each time is a median of `--reps`.
 
-    python bench/interp.py [--reps 5]
+Then the memory an interpretation holds, on a synthetic validation set of `--n-images` generated 224 px JPEGs (5
+classes, a pooling + linear model through Learner, CPU): the bytes of the tensors reachable from the object (its
+learner and loader, which the user holds anyway, left out) and the process's RSS growth while it lives; beside
+them, what keeping every decoded input would cost (the inputs `get_preds(with_input=True)` returns).
+
+    python bench/interp.py [--reps 5] [--n-images 1500] [--memory-only]
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,8 +109,8 @@ def measure(framework: str, reps: int) -> dict:
             'n_valid': len(learn.dls.valid_ds)}
 
 
-def _run_sub(framework: str, reps: int) -> dict | None:
-    res = subprocess.run([sys.executable, __file__, '--child', framework, '--reps', str(reps)], capture_output=True,
+def _run_sub(framework: str, reps: int, *extra: str) -> dict | None:
+    res = subprocess.run([sys.executable, __file__, '--child', framework, '--reps', str(reps), *extra], capture_output=True,
                          text=True, cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)})
     if res.returncode != 0:
         last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
@@ -123,17 +129,130 @@ def _has_fastai() -> bool:
     return res.returncode == 0 and res.stdout.strip() == '2.8.12'
 
 
+# -- memory held by an interpretation ---------------------------------------------------------------------------
+MEM_CLASSES = 5
+MEM_SIZE = 224
+
+
+def write_synthetic_images(root: Path, n_valid: int, n_train: int = 50, size: int = MEM_SIZE) -> Path:
+    """`root/{train,valid}/c<k>/<i>.jpg`: noisy tinted `size`-px JPEGs, `n_valid` of them in the validation set."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    tints = rng.integers(40, 215, size=(MEM_CLASSES, 3))
+    for split, n in (('train', n_train), ('valid', n_valid)):
+        for i in range(n):
+            k = i % MEM_CLASSES
+            folder = root / split / f'c{k}'
+            folder.mkdir(parents=True, exist_ok=True)
+            noise = rng.integers(-40, 40, size=(size // 8, size // 8, 3))
+            img = np.clip(tints[k] + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(img).resize((size, size)).save(folder / f'{i}.jpg', quality=75)
+    return root
+
+
+def held_tensor_bytes(obj, skip: tuple[str, ...] = ('learn', 'dl')) -> int:
+    """Bytes of the distinct tensor storages reachable from `obj`'s attributes (those named in `skip` left out)."""
+    import torch
+    seen_obj, seen_storage, total = set(), set(), 0
+    stack = [v for k, v in vars(obj).items() if k not in skip]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen_obj:
+            continue
+        seen_obj.add(id(o))
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            if st.data_ptr() not in seen_storage:
+                seen_storage.add(st.data_ptr())
+                total += st.nbytes()
+        elif isinstance(o, dict):
+            stack += list(o.values())
+        elif isinstance(o, (list, tuple, set)):
+            stack += list(o)
+        elif hasattr(o, '__dict__') and not isinstance(o, type) and type(o).__module__.split('.')[0] != 'torch':
+            stack += list(vars(o).values())
+    return total
+
+
+def _rss() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def measure_memory(framework: str, folder: Path) -> dict:
+    """Tensor bytes held by `ClassificationInterpretation.from_learner` and the RSS it adds, on `folder`."""
+    import gc
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, MEM_CLASSES))
+    if framework == 'blocklearn':
+        from blocklearn.learner.interpret import ClassificationInterpretation
+        from blocklearn.learner.learner import Learner
+        from blocklearn.vision.data import ImageDataLoaders
+        from blocklearn.vision.resize import Resize
+        dls = ImageDataLoaders.from_folder(folder, item_tfms=Resize(MEM_SIZE), bs=64, num_workers=0, device='cpu')
+        learn = Learner(dls, model)
+    else:
+        from fastai.vision.all import ClassificationInterpretation, ImageDataLoaders, Learner, Resize
+        dls = ImageDataLoaders.from_folder(folder, item_tfms=Resize(MEM_SIZE), bs=64, num_workers=0, device='cpu')
+        learn = Learner(dls, model)
+        learn.remove_cbs(learn.progress)
+    res = {'n_valid': len(dls.valid_ds)}
+    if framework == 'blocklearn':
+        inputs = learn.get_preds(with_input=True)[0]  # what an interpretation that kept its inputs held
+        res['inputs_bytes'] = sum(x.untyped_storage().nbytes() for x in (inputs if isinstance(inputs, tuple)
+                                                                            else (inputs,)))
+        del inputs
+    learn.get_preds()  # warm-up: the allocator's arenas grow to a batch's size before the measure
+    gc.collect()
+    rss = _rss()
+    interp = ClassificationInterpretation.from_learner(learn)
+    gc.collect()
+    res['rss_delta'] = _rss() - rss
+    res['held_bytes'] = held_tensor_bytes(interp)
+    return res
+
+
+def _mb(n: int | None) -> str:
+    if n is None:
+        return '-'
+    return f'{n / 2 ** 20:.1f} MB' if abs(n) >= 2 ** 20 else f'{n / 2 ** 10:.1f} KB'
+
+
+def report_memory(n_images: int, fastai: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_synthetic_images(Path(tmp), n_images)
+        results = {fw: _run_sub(fw, 1, '--memory', str(folder)) for fw in ['blocklearn'] + (['fastai'] if fastai else [])}
+    ours, theirs = results.get('blocklearn'), results.get('fastai')
+    n = ours['n_valid'] if ours else n_images
+    print(f'\nmemory held by ClassificationInterpretation.from_learner: {n} synthetic {MEM_SIZE} px JPEGs, '
+          f'{MEM_CLASSES} classes, bs=64, CPU')
+    print(f'{"":<34}{"blocklearn":>14}{"fastai":>14}')
+    for key, label in (('held_bytes', 'tensors reachable from it'), ('rss_delta', 'RSS growth while it lives')):
+        print(f'{label:<34}{_mb(ours and ours[key]):>14}{_mb(theirs and theirs[key]):>14}')
+    if ours:
+        print(f'{"decoded inputs (if it kept them)":<34}{_mb(ours["inputs_bytes"]):>14}')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--child', default=None)
     ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--memory', default=None, help='(child) the folder of synthetic images to measure memory on')
+    ap.add_argument('--n-images', type=int, default=1500, help='validation images of the memory measure')
+    ap.add_argument('--memory-only', action='store_true', help='skip the timings')
     args = ap.parse_args()
     if args.child:
         with contextlib.redirect_stdout(io.StringIO()):  # keep stdout for the one JSON line
-            res = measure(args.child, args.reps)
+            res = measure_memory(args.child, Path(args.memory)) if args.memory else measure(args.child, args.reps)
         print(json.dumps(res))
         return
     fastai = _has_fastai()
+    if args.memory_only:
+        report_memory(args.n_images, fastai)
+        return
     print(f'{len(list(PHOTOS.glob("*.jpg")))} photos in {PHOTOS.relative_to(ROOT)}; Resize(64), resnet18 '
           f'pretrained=False, CPU; {os.cpu_count()} cores; median of {args.reps}')
     if not fastai:
@@ -174,6 +293,7 @@ def main() -> None:
         print(f'forward passes: fastai {totals["fastai"][1]}, blocklearn {totals["blocklearn"][1]} '
               f'({totals["fastai"][1] / max(totals["blocklearn"][1], 1):.1f}x)')
     print('ratio: fastai time over blocklearn time (higher is better for blocklearn)')
+    report_memory(args.n_images, fastai)
 
 
 if __name__ == '__main__':

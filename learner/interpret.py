@@ -16,7 +16,12 @@ __all__ = ['Interpretation', 'ClassificationInterpretation']
 
 
 class Interpretation:
-    """Predictions of `learn` over `dl`, computed once, with the views that explain them."""
+    """Predictions of `learn` over `dl`, computed once, with the views that explain them.
+
+    Holds per item only its prediction (probabilities), target, decoded prediction and loss; item `i` of these is
+    item `i` of `dl.dataset`. A plot loads the few inputs it shows from the dataset, through the loader's stages
+    (a pets-sized validation set at 224 px would otherwise hold about 0.9 GB of images). `inputs`, when given
+    (a loader that cannot load one item, or a test), are kept and shown instead."""
 
     def __init__(self, learn: Any, dl: Any, inputs: Any, preds: torch.Tensor, targs: torch.Tensor,
                  decoded: torch.Tensor, losses: torch.Tensor):
@@ -25,11 +30,29 @@ class Interpretation:
 
     @classmethod
     def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None) -> Interpretation:
-        """Run inference once over `dl` (default `learn.dls[ds_idx]`) and keep everything the views need."""
+        """Run inference once over `dl` (default `learn.dls[ds_idx]`) and keep the predictions the views need."""
         dl = learn.dls[ds_idx] if dl is None else dl
-        inputs, preds, targs, decoded, losses = learn.get_preds(dl=dl, with_input=True, with_decoded=True,
-                                                                with_loss=True)
+        # Any iterable of batches may be interpreted; only one that can reload an item lets its inputs go.
+        keep_inputs = not _can_load_items(dl)
+        res = learn.get_preds(dl=dl, with_input=keep_inputs, with_decoded=True, with_loss=True)
+        inputs, (preds, targs, decoded, losses) = (res[0], res[1:]) if keep_inputs else (None, res)
         return cls(learn, dl, inputs, preds, targs, decoded, losses)
+
+    def load_inputs(self, idx: torch.Tensor | list[int]) -> tuple | None:
+        """The inputs of items `idx` as the model saw them (after the batch transforms), as one batch tuple.
+
+        Loaded again from `dl.dataset` through `load_item`, `collate` and `finish_batch` (on the validation split
+        the transforms are not random, so these are the very inputs); None when there is nothing to show."""
+        idx = [int(i) for i in idx]
+        if self.inputs is not None:
+            inputs = self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
+            return tuple(x[idx] for x in inputs) if idx else None
+        if not idx or not _can_load_items(self.dl):
+            return None
+        dl = self.dl
+        b = dl.finish_batch(dl.collate([dl.load_item(i) for i in idx], idx))
+        b = b if isinstance(b, tuple) else (b,)
+        return tuple(_cpu(x) for x in b[:dl.n_inp])
 
     def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The `k` largest (or smallest) per-item losses and their indices (all items when `k` is None)."""
@@ -192,10 +215,10 @@ class ClassificationInterpretation(Interpretation):
                     figsize: tuple | None = None, suptitle: str | None = None, **kwargs) -> Any:
         """One cell per item of `idx`: its decoded input, titled with `titles`; returns the figure."""
         fig, axs = get_grid(len(idx), nrows=nrows, figsize=figsize, title=suptitle, return_fig=True)
-        inputs = () if self.inputs is None else self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
-        for ax, i, title in zip(axs, idx.tolist(), titles):
-            if inputs:  # an interpretation built from predictions alone has titles only
-                show_sample(self._decoded_input(tuple(x[i:i + 1] for x in inputs)), ctx=ax, **kwargs)
+        inputs = self.load_inputs(idx)  # only the items shown are loaded
+        for n, (ax, title) in enumerate(zip(axs, titles)):
+            if inputs is not None:  # an interpretation built from predictions alone has titles only
+                show_sample(self._decoded_input(tuple(x[n:n + 1] for x in inputs)), ctx=ax, **kwargs)
             ax.set_title(printable(title))
         return fig
 
@@ -203,7 +226,7 @@ class ClassificationInterpretation(Interpretation):
         # The loader decodes batch transforms (Normalize, ...) and item transforms back to showable images.
         if hasattr(self.dl, 'decode_batch'):
             return tuple(self.dl.decode_batch(xb, max_n=1)[0])
-        return xb
+        return tuple(x[0] for x in xb)  # a plain iterable of batches: the item as the model saw it
 
     def classification_report(self) -> dict[str, dict[str, float]]:
         """Precision, recall, f1 and support per class, plus 'macro avg' and 'weighted avg'.
@@ -240,6 +263,16 @@ def _top(pool: torch.Tensor, score: torch.Tensor, k: int, largest: bool) -> torc
     cand = torch.nonzero(pool).flatten()
     order = score.as_subclass(torch.Tensor).float().cpu()[cand].sort(descending=largest, stable=True).indices
     return cand[order[:max(k, 0)]]
+
+
+def _can_load_items(dl: Any) -> bool:
+    """Whether `dl` can rebuild one item's input batch (a blocklearn DataLoader over an indexable dataset)."""
+    return all(hasattr(dl, a) for a in ('dataset', 'load_item', 'collate', 'finish_batch', 'n_inp'))
+
+
+def _cpu(o: Any) -> Any:
+    # On the CPU, as get_preds gathers inputs: decoding and drawing then happen where they always did.
+    return o.detach().cpu() if isinstance(o, torch.Tensor) else o
 
 
 def _plain_long(t: Any) -> torch.Tensor:

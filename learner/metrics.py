@@ -80,6 +80,10 @@ def as_metric(m: Any) -> Metric:
     if not callable(m):
         raise TypeError(f'metrics takes functions of (preds, targets), such as accuracy or partial(accuracy_multi, '
                         f'thresh=0.2), and Metric objects such as F1Score(); got {m!r}.')
+    if type(m).__module__.split('.')[0] == 'torchmetrics':
+        # Called per batch it would give an average of batch values: wrong for AUROC, F1, ...
+        raise TypeError(f'metrics: wrap the torchmetrics metric {type(m).__name__} in TorchMetric, e.g. '
+                        f'metrics=TorchMetric({type(m).__name__}(...)), so it accumulates over the whole pass.')
     return AvgMetric(m)
 
 

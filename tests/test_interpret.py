@@ -277,3 +277,81 @@ def test_labels_from_file_names_that_are_not_utf8_are_drawn_escaped(capsys):
         plt.close(fig)
     interp.print_classification_report()
     assert 'caf\\xe9' in capsys.readouterr().out
+
+
+# -- memory: an interpretation keeps predictions, not inputs -------------------------------------------------------
+N_GEN, GEN_CLASSES, GEN_PX = 300, 4, 64
+
+
+@pytest.fixture(scope='module')
+def generated_interp(tmp_path_factory):
+    """The interpretation of 300 generated JPEGs (4 classes, 64 px), each a colour of its own, and the learner."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp('generated')
+    for split, n in (('train', 64), ('valid', N_GEN)):
+        for i in range(n):
+            folder = root / split / f'c{i % GEN_CLASSES}'
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new('RGB', (GEN_PX, GEN_PX), (i % 256, (7 * i) % 256, (31 * i) % 256)).save(folder / f'{i}.jpg')
+    torch.manual_seed(0)
+    dls = ImageDataLoaders.from_folder(root, item_tfms=Resize(GEN_PX), bs=64, num_workers=0)
+    learn = Learner(dls, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, GEN_CLASSES)))
+    return ClassificationInterpretation.from_learner(learn), learn
+
+
+def _tensor_bytes(o, seen=None) -> int:
+    """Bytes of the tensors reachable from `o` through containers and plain objects' attributes."""
+    seen = set() if seen is None else seen
+    if id(o) in seen:
+        return 0
+    seen.add(id(o))
+    if isinstance(o, torch.Tensor):
+        return o.untyped_storage().nbytes()
+    if isinstance(o, dict):
+        return sum(_tensor_bytes(v, seen) for v in o.values())
+    if isinstance(o, (list, tuple, set)):
+        return sum(_tensor_bytes(v, seen) for v in o)
+    if hasattr(o, '__dict__') and not isinstance(o, (type, nn.Module)):
+        return sum(_tensor_bytes(v, seen) for v in vars(o).values())
+    return 0
+
+
+def test_interpretation_keeps_no_inputs(generated_interp):
+    interp, learn = generated_interp
+    assert len(interp.losses) == N_GEN and interp.inputs is None
+    held = _tensor_bytes({k: v for k, v in vars(interp).items() if k not in ('learn', 'dl')})
+    # preds (n x c floats) plus targets, decoded and losses (n each, at most 8 bytes): O(n * n_classes)
+    assert held <= N_GEN * (GEN_CLASSES + 3) * 8
+    assert held < N_GEN * 3 * GEN_PX * GEN_PX * 4 / 100  # the inputs, kept, would have been 14.7 MB
+
+
+def test_plot_top_losses_loads_and_shows_the_right_items(generated_interp):
+    interp, learn = generated_interp
+    inputs, *rest = learn.get_preds(dl=interp.dl, with_input=True, with_decoded=True, with_loss=True)
+    kept = ClassificationInterpretation(learn, interp.dl, inputs, *rest)  # what an interpretation used to hold
+    losses, idx = interp.top_losses(6)
+    fig, ref = interp.plot_top_losses(6, return_fig=True), kept.plot_top_losses(6, return_fig=True)
+    cells = [ax for ax in fig.axes if ax.get_title()]
+    assert len(cells) == 6
+    for ax, ref_ax, loss, i in zip(cells, [ax for ax in ref.axes if ax.get_title()], losses, idx.tolist()):
+        pred, actual = interp.vocab[int(interp.decoded[i])], interp.vocab[int(interp.targs[i])]
+        prob = float(interp.preds[i, int(interp.decoded[i])])
+        assert ax.get_title() == f'{pred}/{actual} / {float(loss):.2f} / {prob:.2f}' == ref_ax.get_title()
+        # the pixels drawn are those of item i, as the model saw it: each generated item has a colour of its own
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), np.asarray(ref_ax.images[0].get_array()))
+        shown = np.asarray(ax.images[0].get_array()).reshape(-1, 3)[0]
+        item = np.asarray(learn.dls.valid_ds[i][0])[0, 0]
+        assert np.abs(shown.astype(float) * (255 if shown.dtype.kind == 'f' else 1) - item).max() <= 2
+    plt.close(fig)
+    plt.close(ref)
+
+
+def test_a_plain_iterable_of_batches_keeps_its_inputs_to_show_them(interp_learn):
+    # Batches that cannot be loaded again one item at a time: the inputs are kept, and drawn as the model saw them.
+    _, learn = interp_learn
+    batches = list(learn.dls.valid)
+    interp = ClassificationInterpretation.from_learner(learn, dl=batches)
+    assert interp.inputs.shape[0] == len(interp.losses) == len(learn.dls.valid_ds)
+    fig = interp.plot_top_losses(2, return_fig=True)
+    assert all(ax.images for ax in fig.axes if ax.get_title())
+    plt.close(fig)
