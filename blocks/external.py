@@ -20,6 +20,7 @@ from typing import Iterator
 
 from fastprogress.fastprogress import progress_bar
 
+from blocklearn.blocks.console import logger, progress_mode
 from blocklearn.blocks.files import DataPath
 from blocklearn.blocks.safe_io import atomic_write_text, remove_stale_leftovers, temp_prefix
 
@@ -217,9 +218,12 @@ def _download(url: str, dest: Path, show_progress: bool, timeout: float = 60, ex
             size = int(resp.headers.get('Content-Length') or 0) or None
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest), suffix='.part')
             digest = hashlib.sha256()
-            bar = progress_bar(range(size or 0), total=size or 'noinfer') if show_progress else None
-            if bar is not None:
+            bar = None
+            if show_progress and progress_mode() == 'bar':
+                bar = progress_bar(range(size or 0), total=size or 'noinfer')
                 bar.update(0)
+            elif show_progress:  # a log file gets one line, not a redrawn bar
+                logger.info(f'Downloading {url}' + (f' ({size:,} bytes)' if size else ''))
             done = 0
             with os.fdopen(fd, 'wb') as f:
                 while chunk := resp.read(_CHUNK):

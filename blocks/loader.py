@@ -31,7 +31,13 @@ class ItemLoadError(RuntimeError):
 
 
 def default_device() -> torch.device:
-    return torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
+    """CUDA if a GPU is there, else MPS (an Apple GPU), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device('cuda')
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available():
+        return torch.device('mps')
+    return torch.device('cpu')
 
 
 def default_num_workers() -> int:

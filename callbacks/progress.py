@@ -1,4 +1,5 @@
-"""ProgressCallback: fastprogress bars (console or notebook) and the per-epoch results table."""
+"""ProgressCallback: fastprogress bars (console or notebook), or whole lines for a log file, and the per-epoch
+results table."""
 from __future__ import annotations
 
 import time
@@ -7,24 +8,34 @@ from typing import Any
 from fastprogress.fastprogress import ConsoleProgressBar, master_bar, progress_bar
 
 from blocklearn.blocks.basics import noop
+from blocklearn.blocks.console import progress_mode
 from blocklearn.callbacks.core import Callback
 
 __all__ = ['ProgressCallback']
 
 
 class ProgressCallback(Callback):
-    """A bar over epochs, one over batches, and the table `epoch train_loss valid_loss <metrics> time`."""
+    """A bar over epochs, one over batches, and the table `epoch train_loss valid_loss <metrics> time`.
+
+    `mode='lines'` draws no bar and writes the table a whole line at a time, for a log file; `'bar'` always draws.
+    The default (None) reads $BLOCKLEARN_PROGRESS, else draws in a terminal or a notebook and writes lines elsewhere.
+    """
     order = 60
 
-    def __init__(self, refresh: float = 0.1):
-        self.refresh = refresh
+    def __init__(self, refresh: float = 0.1, mode: str | None = None):
+        if mode is not None:
+            progress_mode(mode)  # a typo fails here, not at the end of the first epoch
+        self.refresh, self.mode = refresh, mode
         self.mbar: Any = None
         self.pbar: Any = None
         self._next_draw = 0.0
+        self._names: list[str] = []
 
     def before_fit(self) -> None:
         # Over the epochs this fit runs: a resumed fit (start_epoch > 0) starts its bar at 0 like any other.
-        self.mbar = master_bar(range(self.learn.n_epoch - self.learn.start_epoch))
+        if progress_mode(self.mode) == 'bar':
+            self.mbar = master_bar(range(self.learn.n_epoch - self.learn.start_epoch))
+        self._names = []
         if self.learn.logger is not noop:
             self.learn.logger = self._write_stats
             recorder = getattr(self.learn, 'recorder', None)
@@ -42,6 +53,8 @@ class ProgressCallback(Callback):
         self._launch()
 
     def after_batch(self) -> None:
+        if self.pbar is None:  # lines mode
+            return
         # Redraw at most every `refresh` seconds: formatting a bar costs more than a small model's step.
         done = self.learn.iter + 1
         now = time.monotonic()
@@ -73,6 +86,8 @@ class ProgressCallback(Callback):
         self.mbar = None
 
     def _launch(self) -> None:
+        if progress_mode(self.mode) == 'lines':
+            return
         self.pbar = progress_bar(self.learn.dl, total=len(self.learn.dl), parent=self.mbar, leave=False)
         self.pbar.update(0)
         self._next_draw = time.monotonic() + self.refresh
@@ -89,6 +104,11 @@ class ProgressCallback(Callback):
         self.pbar = None
 
     def _write_stats(self, log: list) -> None:
+        cells = [f'{v:.6f}' if isinstance(v, float) else '' if v is None else str(v) for v in log]
         if self.mbar is not None:
-            self.mbar.write([f'{v:.6f}' if isinstance(v, float) else '' if v is None else str(v) for v in log],
-                            table=True)
+            self.mbar.write(cells, table=True)
+        elif not self._names:  # the header, once a fit; the columns as wide as the console table's
+            self._names = [name.ljust(8) for name in cells]
+            print('  '.join(self._names).rstrip(), flush=True)
+        else:
+            print(''.join(c.ljust(len(name) + 2) for c, name in zip(cells, self._names)).rstrip(), flush=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from blocklearn.blocks.console import logger
 from blocklearn.callbacks.core import Callback, CancelFitException
 
 __all__ = ['TerminateOnNaNCallback']
@@ -16,9 +17,19 @@ class TerminateOnNaNCallback(Callback):
     order = -9
     run_valid = False
 
+    def __init__(self):
+        self._reason: str | None = None
+
     def after_loss(self) -> None:
         loss = self.learn.loss
         if self.learn.training and loss is not None and not bool(torch.isfinite(loss).all()):
-            print(f"Loss is {loss.mean().item()} at epoch {self.learn.epoch}, batch {self.learn.iter}: stopping "
-                  "the fit before its optimizer step, so the model keeps the weights of the last finite batch.")
+            self._reason = (f"Loss is {loss.mean().item()} at epoch {self.learn.epoch}, batch {self.learn.iter}: "
+                            "stopping the fit before its optimizer step, so the model keeps the weights of the last "
+                            "finite batch.")
             raise CancelFitException()
+
+    def after_cancel_fit(self) -> None:
+        # Said here, not as it raises: by now the progress bar it cut short has ended its line.
+        if self._reason is not None:
+            logger.warning(self._reason)
+            self._reason = None

@@ -5,6 +5,7 @@ import math
 import operator
 from typing import Callable
 
+from blocklearn.blocks.console import logger
 from blocklearn.callbacks.core import Callback, CancelFitException
 
 __all__ = ['TrackerCallback', 'SaveModelCallback', 'EarlyStoppingCallback', 'ReduceLROnPlateau']
@@ -71,7 +72,7 @@ class SaveModelCallback(TrackerCallback):
             return
         super().after_epoch()
         if self.new_best:
-            print(f'Better model found at epoch {epoch} with {self.monitor} value: {self.best}.')
+            logger.info(f'Better model found at epoch {epoch} with {self.monitor} value: {self.best}.')
             self.learn.save(self.fname, with_opt=self.with_opt)
             self.saved = True
 
@@ -110,7 +111,7 @@ class EarlyStoppingCallback(_PatienceCallback):
     """Stop fitting once `monitor` has not improved by `min_delta` for `patience` epochs."""
 
     def on_plateau(self) -> None:
-        print(f'No improvement since epoch {self.learn.epoch - self.wait}: early stopping')
+        logger.info(f'No improvement since epoch {self.learn.epoch - self.wait}: early stopping')
         raise CancelFitException()
 
 
@@ -131,4 +132,4 @@ class ReduceLROnPlateau(_PatienceCallback):
         old = opt.hyper('lr')
         opt.set_hyper('lr', [max(h['lr'] / self.factor, self.min_lr) for h in opt.hypers])
         if opt.hyper('lr') < old:
-            print(f"Epoch {self.learn.epoch}: reducing lr to {opt.hyper('lr')}")
+            logger.info(f"Epoch {self.learn.epoch}: reducing lr to {opt.hyper('lr')}")

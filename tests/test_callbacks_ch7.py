@@ -253,14 +253,14 @@ def epoch_lrs(learn: Learner, n_epoch: int) -> list[float]:
     return [learn.recorder.lrs[i * per_epoch] for i in range(n_epoch)]
 
 
-def test_reduce_lr_on_plateau_divides_every_group_by_factor_after_patience(capsys):
+def test_reduce_lr_on_plateau_divides_every_group_by_factor_after_patience(caplog):
     learn = synth_learner(metrics=plateau)
     with quiet(learn):
         learn.fit(5, lr=1e-2, cbs=ReduceLROnPlateau(monitor='plateau', patience=2, factor=10., min_lr=2e-5))
     # epoch 0 sets the best; epochs 1, 2 do not beat it -> reduce after epoch 2; again after epoch 4.
     assert epoch_lrs(learn, 5) == pytest.approx([1e-2, 1e-2, 1e-2, 1e-3, 1e-3])
     assert learn.opt.hyper('lr') == pytest.approx(1e-4)
-    out = capsys.readouterr().out
+    out = caplog.text                                # the blocklearn logger
     assert 'Epoch 2: reducing lr to 0.001' in out and 'Epoch 4: reducing lr to 0.0001' in out
     with quiet(learn):
         learn.fit(3, lr=1e-3, cbs=ReduceLROnPlateau(monitor='plateau', patience=1, min_lr=2e-5))

@@ -77,14 +77,17 @@ def test_cleanup_closes_each_level_after_its_after_event():
     assert log.seen == expected
 
 
+@pytest.mark.parametrize('mode', ['bar', 'lines'])
 @pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
-def test_an_error_runs_every_open_levels_cleanup_then_propagates(exc, capsys):
+def test_an_error_runs_every_open_levels_cleanup_then_propagates(exc, mode, capsys, monkeypatch):
+    monkeypatch.setenv('BLOCKLEARN_PROGRESS', mode)
     learn = synth_learner(n_train=3, n_valid=1)
     log = EventLog(cleanup=True)
     with pytest.raises(exc):
         learn.fit(2, cbs=[log, RaiseAt('after_loss', exc)])      # the default progress bar on
     out = capsys.readouterr().out
-    assert 'Epoch 1/2' in out and out.endswith('\n')       # the bar was drawn, then its line ended
+    assert out.endswith('\n')                              # a bar drawn, or the table's header: its line ended
+    assert ('Epoch 1/2' in out) == (mode == 'bar') and ('\r' in out) == (mode == 'bar')
     assert learn.progress.pbar is None and learn.progress.mbar is None
     # No after_* event (the levels did not end), each cleanup once, innermost first.
     assert log.seen == ['before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',

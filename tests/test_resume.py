@@ -121,8 +121,9 @@ def test_resume_with_workers_is_bitwise_too(fashion, uninterrupted_with_workers,
     assert_same_state(learn, uninterrupted_with_workers)
 
 
-def test_resume_with_the_default_progress_bar(fashion, uninterrupted, capsys):
+def test_resume_with_the_default_progress_bar(fashion, uninterrupted, capsys, monkeypatch):
     # The README's recipe as typed in a console: no no_bar(), the results table printed.
+    monkeypatch.setenv('BLOCKLEARN_PROGRESS', 'bar')  # a terminal's bars (stdout is captured here)
     learn = fashion_learner(fashion, uninterrupted.path, seed=123)
     learn.load('model_1')
     learn.fit_one_cycle(3, 1e-2, start_epoch=2)
@@ -158,7 +159,8 @@ def test_resume_with_the_notebook_progress_bar(fashion, uninterrupted, monkeypat
     from IPython.display import HTML
     import blocklearn.callbacks.progress as progress
     shown = _FakeDisplay()
-    for name, value in (('display', shown), ('HTML', HTML), ('clear_output', lambda **k: None)):
+    for name, value in (('display', shown), ('HTML', HTML), ('clear_output', lambda **k: None),
+                        ('IN_NOTEBOOK', True)):
         monkeypatch.setattr(fastprogress, name, value, raising=False)
     monkeypatch.setattr(progress, 'master_bar', fastprogress.NBMasterBar)
     monkeypatch.setattr(progress, 'progress_bar', fastprogress.NBProgressBar)
