@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.utils.data as tud
 
+from .shard import Shard
 from .show import get_grid, show_sample
 from .tensors import as_plain
 from .transform import Pipeline
@@ -56,7 +57,8 @@ class DataLoader:
     `dataset` is anything indexable with a length: a `Datasets`, or (fastbook chapter 4) a plain list of `(x, y)`
     tuples, whose tensors are stacked and numbers made tensors; items that are not tuples (`range(15)`) give bare
     batches. `batch_size` is PyTorch's name for `bs`. An in-memory list, tuple or range loads in this process by
-    default (`num_workers=0`): indexing it is faster than sending its items between processes."""
+    default (`num_workers=0`): indexing it is faster than sending its items between processes.
+    `shard` (a `Shard`, set by `distrib_ctx`) makes each epoch load only this rank's part of every global batch."""
 
     def __init__(self, dataset: Any, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  num_workers: int | None = None, after_item: Sequence[Callable] | Pipeline | None = None,
@@ -77,6 +79,7 @@ class DataLoader:
         self.pin_memory = pin_memory if pin_memory is not None else (self.device is not None and self.device.type == 'cuda')
         self.persistent_workers = persistent_workers
         self.n_inp = n_inp if n_inp is not None else getattr(dataset, 'n_inp', 1)
+        self.shard: Shard | None = None  # read at each epoch's start: setting it restarts no worker
         self._torch_dl = None
 
     # -- the stages of a batch: iteration (in the workers and here), one_batch and summary() all use these --
@@ -125,6 +128,8 @@ class DataLoader:
 
     def __len__(self) -> int:
         n = len(self.dataset)
+        if self.shard is not None:
+            return self.shard.n_steps(n, self.bs, self.drop_last)
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
     @property
@@ -147,7 +152,7 @@ class DataLoader:
             workers = self.num_workers if len(self.dataset) > self.bs else min(self.num_workers, 1)
             # torch's own seed draw gets a private generator: the global one is drawn once per epoch, by the sampler
             self._torch_dl = tud.DataLoader(
-                _ItemDataset(self), batch_size=self.bs, sampler=_EpochSampler(len(self.dataset), self.shuffle, workers),
+                _ItemDataset(self), batch_size=self.bs, sampler=_EpochSampler(len(self.dataset), self.shuffle, workers, self),
                 drop_last=self.drop_last, num_workers=workers, collate_fn=_Collator(self),
                 pin_memory=self.pin_memory, worker_init_fn=_init_worker if workers else None,
                 persistent_workers=self.persistent_workers and workers > 0, generator=torch.Generator())
@@ -272,20 +277,30 @@ class _EpochSampler(tud.Sampler):
 
     A worker seeds its generators from (seed, index) before each item, so an item's random transforms depend on
     neither the worker it lands on nor the epochs before: a run resumed from a checkpoint (which holds the global
-    state) draws what the uninterrupted one did. In this process (no workers) items draw from the global state."""
+    state) draws what the uninterrupted one did. In this process (no workers) items draw from the global state.
+    Under the loader's `shard`, a shuffled epoch uses the seed all ranks share (rank 0's draw), and yields only this
+    rank's part of each global batch: with workers, an item then draws what it would in a single process."""
 
-    def __init__(self, n: int, shuffle: bool, workers: int):
+    def __init__(self, n: int, shuffle: bool, workers: int, dl: DataLoader | None = None):
         self.n, self.shuffle, self.workers = n, shuffle, workers
+        self._dl = weakref.ref(dl) if dl is not None else None  # weak: the loader owns this sampler
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[tuple[int, int | None]]:
+        dl = self._dl() if self._dl is not None else None
+        shard = getattr(dl, 'shard', None)
         if not (self.shuffle or self.workers):
-            return ((i, None) for i in range(self.n))
-        seed = int(torch.randint(0, 2 ** 62, ()).item())
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist() if self.shuffle \
-            else range(self.n)
+            order, seed = range(self.n), None
+        else:
+            seed = int(torch.randint(0, 2 ** 62, ()).item())
+            if shard is not None and self.shuffle:
+                seed = shard.share_seed(seed)
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist() if self.shuffle \
+                else range(self.n)
+        if shard is not None:
+            order = shard.indices(order, dl.bs, dl.drop_last)
         return ((i, seed) for i in order)
 
 

@@ -24,6 +24,7 @@ from blocklearn.callbacks.progress import ProgressCallback
 from blocklearn.callbacks.recorder import Recorder
 from blocklearn.callbacks.train_eval import TrainEvalCallback
 from blocklearn.learner.callback_host import LEVELS, handler_table, quiet_levels, training_loop_outline
+from blocklearn.learner.distributed import distrib_ctx, on_rank0
 from blocklearn.learner.export import export_learner
 from blocklearn.learner.fit import fine_tune, fit_flat_cos, fit_one_cycle, fit_sgdr
 from blocklearn.learner.lr_find import lr_find
@@ -46,7 +47,7 @@ class Learner:
     fit_one_cycle, fit_flat_cos, fit_sgdr, fine_tune = fit_one_cycle, fit_flat_cos, fit_sgdr, fine_tune
     lr_find = lr_find
     get_preds, predict, tta, show_results = get_preds, predict, tta, show_results
-    export = export_learner
+    distrib_ctx = distrib_ctx
     summary = model_summary
     to_channelslast, to_contiguous = to_channelslast, to_contiguous
 
@@ -77,6 +78,7 @@ class Learner:
         self.xb: tuple = ()
         self.yb: tuple = ()
         self.cbs: list[Callback] = []
+        self._muted: tuple[type, ...] = ()  # callback classes that get no events (see muted_cbs)
         self._handlers = handler_table([])
         self._quiet_levels = quiet_levels(self._handlers)
         self._device: torch.device | None = None
@@ -193,13 +195,25 @@ class Learner:
         finally:
             self.logger = logger
 
+    @contextlib.contextmanager
+    def muted_cbs(self, types: Iterable[type]) -> Iterator[Learner]:
+        """A `with` block in which callbacks of `types`, added before or during it, get no events (distrib_ctx
+        mutes bars, tables and file writers on all ranks but 0)."""
+        muted, self._muted = self._muted, tuple(types)
+        self._sort_cbs()
+        try:
+            yield self
+        finally:
+            self._muted = muted
+            self._sort_cbs()
+
     def show_training_loop(self) -> None:
         """Print the loop's events, indented by level, with the callbacks that run at each."""
         print(training_loop_outline(self._handlers))
 
     def _sort_cbs(self) -> None:
         self.cbs.sort(key=lambda cb: cb.order)
-        self._handlers = handler_table(self.cbs)
+        self._handlers = handler_table([cb for cb in self.cbs if not isinstance(cb, self._muted)])
         self._quiet_levels = quiet_levels(self._handlers)
 
     # ---- optimizer -------------------------------------------------------------------------------------
@@ -394,14 +408,15 @@ class Learner:
                 self.loss_func.to(device)
 
     # ---- mixed precision, save and load ----------------------------------------------------------------
-    def to_fp16(self, dtype: torch.dtype | None = None, **kwargs) -> Learner:
-        """Train with autocast: fp16 and loss scaling on CUDA, bf16 on CPU (or the `dtype` given)."""
+    def to_fp16(self, dtype: torch.dtype | None = None, force: bool = False, **kwargs) -> Learner:
+        """Train with autocast where it is faster: fp16 and loss scaling on CUDA, bf16 on CPUs with fast bf16
+        kernels, float32 (with a notice) on other CPUs; `force=True` autocasts anyway. See MixedPrecision."""
         self.remove_cb(MixedPrecision)
-        return self.add_cb(MixedPrecision(dtype=dtype, **kwargs))
+        return self.add_cb(MixedPrecision(dtype=dtype, force=force, **kwargs))
 
-    def to_bf16(self) -> Learner:
-        """Train with bf16 autocast (no loss scaling needed)."""
-        return self.to_fp16(dtype=torch.bfloat16)
+    def to_bf16(self, force: bool = False) -> Learner:
+        """Train with bf16 autocast (no loss scaling needed) where the device has fast bf16 kernels, as `to_fp16`."""
+        return self.to_fp16(dtype=torch.bfloat16, force=force)
 
     def to_fp32(self) -> Learner:
         """Train in full precision again."""
@@ -417,13 +432,21 @@ class Learner:
         It holds 'model' (the state dict), 'opt' with `with_opt` (moments, step counts, per-group hypers,
         frozen groups), 'epoch' (`learn.epoch`: the epoch just finished when saved from `after_epoch`) and
         'rng' (torch, CUDA, numpy and `random` states): tensors and plain data only, read back with
-        weights_only=True. See `load` for resuming."""
+        weights_only=True. See `load` for resuming. Under torchrun only rank 0 writes (inside distrib_ctx the others
+        wait for it, so each may then load the file): call it on every rank."""
         file = self.model_file(name)
         file.parent.mkdir(parents=True, exist_ok=True)
         state = {'model': self.model.state_dict(), 'epoch': self.epoch, 'rng': get_rng_state()}
         if with_opt and self.opt is not None:
             state['opt'] = self.opt.state_dict()
-        return atomic_save(state, file)
+        on_rank0(atomic_save, state, file)
+        return file
+
+    def export(self, fname: str | Path = 'export.pkl') -> Path:
+        """Write the weights and a JSON recipe of the model, data and loss to `path/fname` (see export_learner);
+        under torchrun rank 0 alone writes it, as `save` does."""
+        on_rank0(export_learner, self, fname)
+        return Path(self.path) / fname
 
     def load(self, name: str | Path, device: torch.device | str | None = None, with_opt: bool = True,
              strict: bool = True, with_rng: bool = True) -> Learner:
