@@ -85,6 +85,15 @@ def _get(items: Any, i: int) -> Any:
     return iloc[i] if iloc is not None else items[i]
 
 
+def _iter(items: Any) -> Iterator:
+    return (_get(items, i) for i in range(len(items)))
+
+
+def _is_row(o: Any) -> bool:
+    # A record a getter reads fields from: a DataFrame row (a Series), a tuple, a list, a dict. A str or a path is not.
+    return isinstance(o, (tuple, list, dict)) or hasattr(o, 'iloc')
+
+
 class Datasets:
     """Samples as tuples: element k of sample i is `tfms[k](items[i])`; the first `n_inp` are inputs."""
 
@@ -136,10 +145,19 @@ class Datasets:
         return tuple(tl.decode(x) for tl, x in zip(self.tls, o))
 
     def new_items(self, items: Sequence, with_labels: bool = False) -> Datasets:
-        """New items through this dataset's (already set-up) pipelines as the validation split; inputs only by default."""
+        """New items through this dataset's (already set-up) pipelines as the validation split; inputs only by default.
+
+        When this dataset's items are rows (a DataFrame's, tuples) and none of `items` is, they are what the input
+        getter returns (a file path, an image): their pipelines start after the getter, as after `load_learner`."""
         tls = self.tls if with_labels else self.tls[:self.n_inp]
+        fss = [tl.tfms.fs for tl in tls]
+        if self._items_are_rows() and len(items) > 0 and not any(map(_is_row, _iter(items))):
+            fss[:self.n_inp] = [[t for t in fs if not getattr(t, 'is_getter', False)] for fs in fss[:self.n_inp]]
         return Datasets(items, [], n_inp=self.n_inp, dls_type=self.dls_type,
-                        tls=[TfmdLists(items, Pipeline(tl.tfms.fs, split_idx=1), do_setup=False) for tl in tls])
+                        tls=[TfmdLists(items, Pipeline(fs, split_idx=1), do_setup=False) for fs in fss])
+
+    def _items_are_rows(self) -> bool:
+        return len(self.items) > 0 and _is_row(_get(self.items, 0))
 
     @property
     def target_tfms(self) -> list[Transform]:

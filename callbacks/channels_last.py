@@ -29,7 +29,8 @@ class ChannelsLast(Callback):
 def to_channelslast(learn: Any, use_amp: bool = True, dtype: torch.dtype | None = None, **kwargs) -> Any:
     """Train `learn` in channels_last format, with mixed precision unless `use_amp=False` (`kwargs` go to it).
 
-    fastai's `amp_mode` is `dtype` here, as for `to_fp16`: None is fp16 on CUDA and bf16 on a CPU."""
+    fastai's `amp_mode` is `dtype` here, as for `to_fp16`: None is fp16 on CUDA, and bf16 on a CPU only where it
+    has fast bf16 kernels (float32 otherwise; `force=True` in `kwargs` autocasts anyway)."""
     learn.model.to(memory_format=torch.channels_last)
     if getattr(learn, 'channels_last', None) is None:
         learn.add_cb(ChannelsLast())

@@ -39,7 +39,8 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, sh
         # a label, or a list of labels (multi-label), can be right or wrong; a regression value is neither
         judged = isinstance(actual, (list, tuple)) or not torch.is_floating_point(targs)
         actual = _title(actual)
-        ax.set_title(f'{actual}\n{pred}', color=('green' if pred == actual else 'red') if judged else None)
+        # No color for a regression value: matplotlib refuses color=None.
+        ax.set_title(f'{actual}\n{pred}', **({'color': 'green' if pred == actual else 'red'} if judged else {}))
     return axs
 
 

@@ -3,8 +3,12 @@ import types
 
 import pytest
 import torch
+import torch.nn as nn
 
+from blocklearn.learner.learner import Learner
 from blocklearn.learner.metrics import AvgMetric, F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
+from blocklearn.vision.data import ImageDataLoaders, get_image_files
+from blocklearn.vision.resize import Resize
 
 
 def logits_for(preds, n_classes):
@@ -65,3 +69,15 @@ def test_absent_classes_are_left_out_of_the_macro_average():
 def test_bad_average_names_the_choices():
     with pytest.raises(ValueError, match="'macro', 'micro', 'weighted' or None"):
         F1Score(average='binary')
+
+
+def test_assigning_one_metric_function_to_a_learner_on_photos(photos):
+    dls = ImageDataLoaders.from_name_re(photos, get_image_files(photos)[::3], r'(.+)_\d+.jpg$', item_tfms=Resize(16),
+                                        bs=8, num_workers=0, seed=0)
+    torch.manual_seed(0)
+    learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, len(dls.vocab))))
+    learn.metrics = accuracy                                             # one callable, as fastai takes it
+    loss, acc = learn.validate()
+    preds, targs = learn.get_preds()
+    assert acc == pytest.approx((preds.argmax(1) == targs).float().mean().item())
+    assert learn.recorder.metric_names == ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'time']
