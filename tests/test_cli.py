@@ -1,5 +1,7 @@
 """The command line: the README's main job, on the committed data, and its one-line errors."""
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +33,11 @@ def test_train_on_folders_saves_plots(fashion, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert 'Minimum/10:' in out and 'steepest point:' in out and 'error_rate' in out
+    # --lr auto: one line of suggestions that says which one trains, the one its help names
+    lr_line = next(line for line in out.splitlines() if line.startswith('Minimum/10:'))
+    valley = re.search(r'valley: (\S+); using the valley, lr (\S+)$', lr_line)
+    assert valley and valley.group(1) == valley.group(2), lr_line
+    assert '\r' not in out                              # captured, so no terminal: lines, no bars
     assert 'Confusion matrix (validation set):' in out and 'predicted' in out and 'Most confused' in out
     for name in ('lr_find.png', 'loss.png', 'confusion_matrix.png', 'model.pkl'):
         assert (tmp_path / 'out' / name).stat().st_size > 0, name
@@ -82,7 +89,9 @@ def _cli(args, capsys):
     (['--seed', '99999999999999999999'], '--seed'), (['--seed', '-1'], '--seed'),
     (['--label-re', '('], '--label-re'), (['--label-re', r'\w+\.jpg$'], 'no group'),
     (['--label-re', r'^(\w+)+_\d+\.jpg$'], 'nested quantifier'),
-    (['--arch', 'get_model'], '--arch'), (['--arch', 'list_models'], '--arch'), (['--arch', 'ResNet'], '--arch')])
+    (['--arch', 'get_model'], '--arch'), (['--arch', 'list_models'], '--arch'), (['--arch', 'ResNet'], '--arch'),
+    (['--device', 'tpu'], '--device'), (['--num-workers', '-1'], '--num-workers'),
+    (['--num-workers', 'two'], '--num-workers')])
 def test_bad_train_arguments_are_one_line_naming_them(tmp_path, write_image, capsys, bad, names):
     write_image(tmp_path / 'cat_1.jpg')
     args = ['train', str(tmp_path), '--label-re', r'(.+)_\d+.jpg$', '--out', str(tmp_path / 'out')]
@@ -128,3 +137,65 @@ def test_train_with_a_file_name_that_is_not_utf8(tmp_path, capsys):
     code, out, err = _cli(['predict', str(out_dir / 'model.pkl'), os.fsdecode(os.path.join(
         os.fsencode(folder), b'caf\xe9_0.jpg'))], capsys)
     assert code == 0 and 'caf\\xe9_0.jpg' in out and '\udce9' not in out, err
+
+
+def test_piped_train_output_is_whole_lines_without_bars(photos, tmp_path):
+    # As `blocklearn train ... > log.txt`, CI or SLURM see it: stdout a pipe. --lr skips lr_find.
+    data = tmp_path / 'data'
+    data.mkdir()
+    for label in ('fishes', 'monuments', 'others', 'renewable', 'tools'):
+        for f in sorted(photos.glob(f'{label}_*.jpg'))[:6]:
+            shutil.copy(f, data / f.name)
+    env = {k: v for k, v in os.environ.items() if k not in ('BLOCKLEARN_PROGRESS', 'PYCHARM_HOSTED')}
+    res = subprocess.run([sys.executable, '-m', 'blocklearn.vision', 'train', str(data), '--label-re', r'(.+)_\d+.jpg$',
+                          '--size', '32', '--bs', '8', '--epochs', '1', '--lr', '1e-3', '--device', 'cpu',
+                          '--num-workers', '0', '--out', str(tmp_path / 'out')],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out, err = res.stdout, res.stderr
+    assert '\r' not in out + err and '\u2588' not in out and out.endswith('\n')
+    lines = out.splitlines()
+    assert len(lines) < 100, len(lines)                 # 81 for a one-epoch run before (of 22 KB of bars)
+    assert 'Using lr 1.00e-03 from --lr (no lr_find)' in lines and 'Minimum/10' not in out
+    assert not (tmp_path / 'out' / 'lr_find.png').exists() and (tmp_path / 'out' / 'model.pkl').exists()
+    # each fit: its header, then one whole row per epoch (the frozen epoch, then --epochs 1)
+    tables = [i for i, line in enumerate(lines) if line.split()[:2] == ['epoch', 'train_loss']]
+    assert len(tables) == 2
+    for i in tables:
+        row = lines[i + 1].split()
+        assert row[0] == '0' and len(row) == 5 and all(float(v) >= 0 for v in row[1:4]), lines[i + 1]
+    assert lines[tables[1] + 2].startswith('Exported ')  # nothing else, no bar fragment, between the tables
+    assert lines[-1].startswith('Saved ') and 'lr_find.png' not in lines[-1]
+
+
+def test_version_prints_the_installed_version(capsys):
+    code, out, err = _cli(['--version'], capsys)
+    assert code == 0 and out.split()[-1] == importlib.metadata.version('blocklearn') and out.count('\n') == 1
+
+
+def test_an_unavailable_device_is_one_line(tmp_path, write_image, capsys, monkeypatch):
+    import torch
+    write_image(tmp_path / 'cat_1.jpg')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
+    for device in ('cuda', 'mps'):
+        code, out, err = _cli(['train', str(tmp_path), '--label-re', r'(.+)_\d+.jpg$', '--device', device,
+                               '--out', str(tmp_path / 'out')], capsys)
+        assert code == 2 and err.count('\n') == 1 and f'--device: {device} is not available' in err, err
+        assert 'use --device cpu' in err and not (tmp_path / 'out').exists()
+
+
+def test_default_device_is_cuda_then_mps_then_cpu(monkeypatch):
+    import torch
+
+    from blocklearn.blocks.loader import default_device
+    for cuda, mps, want in ((True, True, 'cuda'), (False, True, 'mps'), (False, False, 'cpu')):
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: mps)
+        assert default_device() == torch.device(want)
+
+
+def test_lr_help_names_the_suggestion_the_code_uses(capsys):
+    code, out, _ = _cli(['train', '-h'], capsys)
+    help_text = ' '.join(out.split())
+    assert code == 0 and 'learning rate (lr_find is skipped)' in help_text and 'its valley suggestion' in help_text

