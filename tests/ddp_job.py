@@ -2,7 +2,8 @@
 
 `python ddp_job.py train OUT`: two learners on data/fashion_tiny (a small MLP, no batch norm, dropout or
 augmentation), global batch 32 split over the ranks; each rank writes what it ends with to OUT/rank<r>.pt.
-`fit OUT`: the first learner's training only. `fail OUT`: rank 1 raises in the middle of the first epoch."""
+`fit OUT`: the first learner's training only. `fail OUT`: rank 1 raises in the middle of the second epoch, after
+the first epoch's checkpoint was written."""
 from __future__ import annotations
 
 import sys
@@ -71,6 +72,7 @@ def train(out: Path) -> dict:
         res['weights'] = {k: v.clone() for k, v in learn.model.state_dict().items()}
         res['lr_find'] = tuple(learn.lr_find(num_it=12, show_plot=False))
     learn.export('export.pkl')
+    res['run_weights'], res['resumed_weights'] = resume(out / 'resume')
     # drop_last=False: the last global batch (300 = 9 * 32 + 12) is partial, so rank 1 holds only padding there.
     set_seed(1)
     partial = make_learner(out / 'partial', drop_last=False)
@@ -80,14 +82,28 @@ def train(out: Path) -> dict:
     return res
 
 
+def resume(out: Path) -> tuple[dict, dict]:
+    """fit_one_cycle(3) with a checkpoint every epoch, and the same run resumed from its first checkpoint."""
+    set_seed(2)
+    run = make_learner(out, cbs=SaveModelCallback(every_epoch=True))
+    with run.distrib_ctx():
+        run.fit_one_cycle(3, 1e-2)
+    set_seed(3)  # the resumed run gets the random state of the first only from the checkpoint
+    resumed = make_learner(out)
+    with resumed.distrib_ctx():
+        resumed.load('model_0')
+        resumed.fit_one_cycle(3, 1e-2, start_epoch=1)
+    return run.model.state_dict(), resumed.model.state_dict()
+
+
 class _FailOnRank1(Callback):
     def after_batch(self) -> None:
-        if self.learn.training and rank_distrib() == 1 and self.learn.iter == 3:
+        if self.learn.training and rank_distrib() == 1 and self.learn.epoch == 1 and self.learn.iter == 3:
             raise RuntimeError('rank 1 fails at batch 3 on purpose')
 
 
 def fail(out: Path) -> None:
-    learn = make_learner(out, cbs=[_FailOnRank1()])
+    learn = make_learner(out, cbs=[SaveModelCallback(every_epoch=True), _FailOnRank1()])
     with learn.distrib_ctx():
         learn.fit(2)
 

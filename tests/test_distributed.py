@@ -70,6 +70,13 @@ def test_two_processes_with_bs_16_end_with_the_weights_of_one_with_bs_32(referen
     assert _max_diff(ranks[0]['weights'], ranks[1]['weights']) == 0
 
 
+def test_fit_one_cycle_resumes_from_a_checkpoint_under_ddp(reference, two_procs):
+    _, ranks, _ = two_procs
+    for res in ranks:
+        assert _max_diff(res['resumed_weights'], res['run_weights']) == 0
+        assert _max_diff(res['resumed_weights'], reference['run_weights']) <= 1e-4
+
+
 def test_validation_get_preds_tta_and_interpretation_are_the_single_process_values_in_dataset_order(reference,
                                                                                                    two_procs):
     _, ranks, _ = two_procs
@@ -129,6 +136,12 @@ def test_a_rank_that_raises_mid_epoch_ends_the_job_and_is_named(tmp_path):
     assert proc.returncode != 0
     assert 'rank 1 fails at batch 3 on purpose' in output
     assert '(raised on rank 1 of 2)' in output
+    # the last complete checkpoint (epoch 0) is intact; none for the epoch that failed, no half-written file
+    models = tmp_path / 'models'
+    assert sorted(p.name for p in models.iterdir()) == ['model_0.pth']
+    learn = ddp_job.make_learner(tmp_path)
+    learn.load('model_0')
+    assert not dist.is_initialized()
 
 
 # ---- in this process ----------------------------------------------------------------------------------------
