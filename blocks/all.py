@@ -8,11 +8,13 @@ from blocklearn.blocks.collection import *
 from blocklearn.blocks.convert import *
 from blocklearn.blocks.datablock import *
 from blocklearn.blocks.datasets import *
+from blocklearn.blocks.doc import *
 from blocklearn.blocks.external import *
 from blocklearn.blocks.files import *
 from blocklearn.blocks.labellers import *
 from blocklearn.blocks.loader import *
 from blocklearn.blocks.losses import *
+from blocklearn.blocks.plot import *
 from blocklearn.blocks.printable import *
 from blocklearn.blocks.rng import *
 from blocklearn.blocks.safe_io import *

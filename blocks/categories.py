@@ -5,6 +5,7 @@ from typing import Any, Iterable
 
 import torch
 
+from .collection import L
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from .printable import printable
 from .registry import register_for_recipes
@@ -33,14 +34,11 @@ class CategoryMap(list):
         return self.o2i[o]
 
     def __getitem__(self, i: Any) -> Any:
-        # fastbook indexes the vocab with a tensor of indices: `vocab[torch.where(y == 1.)[0]]` (or a bool mask)
-        if isinstance(i, torch.Tensor) and i.ndim > 0:
-            i = (i.nonzero().flatten() if i.dtype == torch.bool else i).tolist()
-        if isinstance(i, list):
-            if i and all(isinstance(k, bool) for k in i):
-                i = [k for k, keep in enumerate(i) if keep]
-            return [super(CategoryMap, self).__getitem__(int(k)) for k in i]
-        return super().__getitem__(i)
+        """A label for an int (or a 0-d tensor); an `L` of labels for a slice, or a tensor, array or list of
+        indices or a boolean mask, as fastbook decodes a one-hot target: `vocab[torch.where(y == 1.)[0]]`."""
+        if isinstance(i, int) or (not isinstance(i, slice) and getattr(i, 'ndim', 1) == 0):
+            return super().__getitem__(int(i))
+        return L(self)[i]
 
     def __eq__(self, other: object) -> bool:
         return list(self) == list(other) if isinstance(other, (list, tuple)) else NotImplemented

@@ -2,11 +2,37 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .printable import printable
 
-__all__ = ['get_grid', 'show_sample']
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ['subplots', 'get_grid', 'show_sample']
+
+# Height added for a title over a figure of small cells, which would otherwise crowd the top row.
+_TITLE_ROOM = 0.6
+
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple | None = None, imsize: float = 3,
+             suptitle: str | None = None, **kwargs) -> tuple[Figure, np.ndarray]:
+    """`plt.subplots` for images: `(fig, axs)` with cells of `imsize` inches unless `figsize` is given.
+
+    `axs` is always an array, even of one Axes (so `axs[0]` works); `kwargs` go to `plt.subplots` (`squeeze=False`
+    for a 2-d array whatever the shape)."""
+    import matplotlib.pyplot as plt  # imported on first use: training never needs it
+    if figsize is None:
+        room = _TITLE_ROOM if suptitle is not None and imsize <= 2 else 0
+        figsize = (ncols * imsize, nrows * imsize + room)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, **kwargs)
+    if suptitle is not None:
+        fig.suptitle(printable(suptitle))
+    if not isinstance(axs, np.ndarray):
+        axs = np.array([axs], dtype=object)
+    return fig, axs
 
 
 def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize: tuple | None = None,
@@ -16,7 +42,6 @@ def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize
 
     `double` gives each image two side-by-side cells (image and prediction); `imsize` inches per cell by default.
     """
-    import matplotlib.pyplot as plt  # imported on first use, like show_image
     if nrows:
         ncols = ncols or math.ceil(n / nrows)
     elif ncols:
@@ -27,9 +52,7 @@ def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize
     ncols = max(1, ncols)
     if double:
         ncols, n = ncols * 2, n * 2
-    if figsize is None:
-        figsize = (ncols * imsize, nrows * imsize)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
+    fig, axs = subplots(nrows, ncols, figsize=figsize, imsize=imsize, squeeze=False, **kwargs)
     axs = list(axs.flatten())
     for ax in axs[n:]:
         ax.set_axis_off()

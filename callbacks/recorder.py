@@ -10,6 +10,7 @@ from fastprogress.core import format_time
 from blocklearn.callbacks.core import Callback
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ['Recorder', 'AvgLoss', 'AvgSmoothLoss', 'batch_size']
@@ -158,22 +159,30 @@ class Recorder(Callback):
     def _train_metrics(self) -> list:
         return list(self.learn.metrics) if self.train_metrics else []
 
-    def plot_loss(self, skip_start: int = 5, with_valid: bool = True,
-                  return_fig: bool = False) -> Figure | None:
-        """Plot the smoothed training loss per batch and the validation loss at each epoch's end."""
-        plt = _pyplot()
-        fig, ax = plt.subplots()
-        ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label='train')
+    def plot_loss(self, skip_start: int = 5, with_valid: bool = True, log: bool = False, show_epochs: bool = False,
+                  ax: Axes | None = None, return_fig: bool = False) -> Figure | None:
+        """Plot the smoothed training loss per batch (from batch `skip_start`) and, `with_valid`, the validation
+        loss at each epoch's end, at the number of batches trained by then; on `ax`, else on a new figure.
+
+        `log` puts both axes on a log scale; `show_epochs` marks each epoch's end with a dotted line."""
+        if ax is None:
+            _, ax = _pyplot().subplots()
+        xs, losses = range(skip_start, len(self.losses)), self.losses[skip_start:]
+        (ax.loglog if log else ax.plot)(xs, losses, label='train')
+        if show_epochs:
+            for it in self.iters:
+                ax.axvline(it, color='grey', ls=':')
         if with_valid and 'valid_loss' in self.metric_names:
             col = self.metric_names.index('valid_loss') - 1
+            # an epoch whose validation was cancelled has no valid loss to draw
             pts = [(it, row[col]) for it, row in zip(self.iters, self.values)
                    if it >= skip_start and row[col] is not None]
             if pts:
-                ax.plot(*zip(*pts), label='valid')
+                (ax.loglog if log else ax.plot)(*zip(*pts), label='valid')
         ax.set_xlabel('batches processed')
         ax.set_ylabel('loss')
         ax.legend()
-        return fig if return_fig else None
+        return ax.figure if return_fig else None
 
     def plot_sched(self, keys: Sequence[str] | None = None, figsize: tuple | None = None,
                    return_fig: bool = False) -> Figure | None:

@@ -12,7 +12,8 @@ from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import Transform
 from .core import PILBase, TensorImageBase, TensorPoint
 
-__all__ = ['PointSetup', 'PointScaler', 'crop_pad_points', 'warp_points', 'image_size']
+__all__ = ['PointSetup', 'PointScaler', 'crop_pad_points', 'warp_points', 'image_size', 'sample_image_size',
+           'points_source']
 
 
 class PointSetup(Transform):
@@ -83,6 +84,19 @@ def image_size(x: Any) -> tuple[int, int] | None:
     if isinstance(x, TensorImageBase):
         return int(x.shape[-1]), int(x.shape[-2])
     return None
+
+
+def sample_image_size(b: Any) -> tuple[int, int] | None:
+    """(w, h) of the first image in the sample `b` (an image, or a tuple holding one), or None."""
+    return next((wh for x in (b if isinstance(b, tuple) else (b,)) if (wh := image_size(x)) is not None), None)
+
+
+def points_source(wh: tuple[int, int] | None, name: str) -> tuple[int, int]:
+    """`wh`, the size of the image points move with; an error naming transform `name` when the sample had none."""
+    if wh is None:
+        raise ValueError(f'{name} moves points with the image of their sample, and this sample has none: apply it '
+                         f'to (image, points) samples, e.g. DataBlock(blocks=(ImageBlock, PointBlock)).')
+    return wh
 
 
 def crop_pad_points(pts: TensorPoint, src_wh: tuple[int, int], inner: tuple[int, int, int, int],

@@ -14,7 +14,7 @@ from torchvision.transforms.v2.functional import resize_image
 from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import RandTransform, Transform
 from .core import PILBase, PILMask, TensorImageBase, TensorMask, TensorPoint
-from .points import crop_pad_points, image_size
+from .points import crop_pad_points, points_source, sample_image_size
 
 __all__ = ['ResizeMethod', 'PadMode', 'Resize', 'RandomResizedCrop', 'CropPad']
 
@@ -56,7 +56,7 @@ class Resize(RandTransform):
     def before_call(self, b: Any, split_idx: int | None) -> None:
         super().before_call(b, split_idx)
         self.pcts = (random.random(), random.random()) if split_idx == 0 else (0.5, 0.5)
-        self.src_wh = _sample_size(b)
+        self.src_wh = sample_image_size(b)
 
     def encodes(self, x: PILBase):
         return _crop_pad_resize_pil(x, self._box(x.size), self.size, self._resample(x), self.pad_mode)
@@ -66,7 +66,7 @@ class Resize(RandTransform):
         return _crop_pad_resize_tensor(x, self._box((w, h)), self.size, self._resample(x), self.pad_mode)
 
     def encodes(self, x: TensorPoint):  # noqa: F811
-        wh = _points_source(self.src_wh, 'Resize')
+        wh = points_source(self.src_wh, 'Resize')
         return _crop_pad_resize_points(x, self._box(wh), wh, self.size)
 
     def _box(self, wh: tuple[int, int]) -> Box:
@@ -122,7 +122,7 @@ class RandomResizedCrop(RandTransform):
         return _crop_pad_resize_tensor(x, self.box, self.size, self._resample(x), PadMode.Zeros)
 
     def encodes(self, x: TensorPoint):  # noqa: F811
-        return _crop_pad_resize_points(x, self.box, _points_source(self.src_wh, 'RandomResizedCrop'), self.size)
+        return _crop_pad_resize_points(x, self.box, points_source(self.src_wh, 'RandomResizedCrop'), self.size)
 
     def _random_box(self, w: int, h: int) -> Box:
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
@@ -177,7 +177,7 @@ class CropPad(Transform):
 
     def encodes(self, x: TensorPoint):  # noqa: F811
         # order 0: in a pipeline CropPad runs before PointScaler (order 1), so the points are still pixels
-        wh = _points_source(self.src_wh, 'CropPad')
+        wh = points_source(self.src_wh, 'CropPad')
         return _crop_pad_resize_points(x, self._box(*wh), wh, self.size, scaled=False)
 
     def _box(self, w: int, h: int) -> Box:
@@ -274,16 +274,6 @@ def _pad_index(n: int, before: int, after: int, pad_mode: str) -> np.ndarray:
     return np.where(i >= n, period - i, i)
 
 
-def _sample_size(b: Any) -> tuple[int, int] | None:
-    """(w, h) of the first image in the sample `b` (an image, or a tuple holding one), or None."""
-    return next((wh for x in (b if isinstance(b, tuple) else (b,)) if (wh := image_size(x)) is not None), None)
-
-
-def _points_source(wh: tuple[int, int] | None, name: str) -> tuple[int, int]:
-    if wh is None:
-        raise ValueError(f'{name} moves points with the image of their sample, and this sample has none: apply it '
-                         f'to (image, points) samples, e.g. DataBlock(blocks=(ImageBlock, PointBlock)).')
-    return wh
 
 
 def _centred(w: int, h: int, cw: int, ch: int) -> Box:
@@ -293,11 +283,8 @@ def _centred(w: int, h: int, cw: int, ch: int) -> Box:
 
 def _image_size(b: Any, name: str) -> tuple[int, int]:
     """(w, h) of the first image in the sample `b` (an image, or a tuple holding one)."""
-    for x in (b if isinstance(b, tuple) else (b,)):
-        if isinstance(x, Image.Image):
-            return x.size
-        if isinstance(x, TensorImageBase):
-            return x.shape[-1], x.shape[-2]
+    if (wh := sample_image_size(b)) is not None:
+        return wh
     raise TypeError(f'{name} needs an image in the sample to size its crop, got {type(b).__name__}; apply it to a '
                     f'PILImage or TensorImage (or a tuple holding one).')
 
