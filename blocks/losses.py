@@ -40,6 +40,9 @@ class BaseLoss:
         if targ.dtype in (torch.int8, torch.int16, torch.int32):
             targ = targ.long()
         if self.flatten:
+            if targ.ndim > 1 and self.axis % inp.ndim != inp.ndim - 1:
+                # the same swap as the predictions', so each pixel's scores meet its target: (B,H,W) -> (B,W,H)
+                targ = targ.transpose(self.axis, -1)
             inp = inp.transpose(self.axis, -1).contiguous()
             inp = inp.view(-1, inp.shape[-1]) if self.is_2d else inp.view(-1)
             targ = targ.reshape(-1)

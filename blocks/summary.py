@@ -22,6 +22,9 @@ def short_repr(o: Any) -> str:
     """One line describing `o`: `TensorImage of size 3x414x500`, `TensorCategory(13)`, a path, a label."""
     if isinstance(o, tuple):
         return '(' + ', '.join(short_repr(x) for x in o) + ')'
+    describe = getattr(o, 'summary_repr', None)  # a type that says more than its size (a mask: its codes)
+    if callable(describe):
+        return describe()
     if isinstance(o, torch.Tensor):
         name = type(o).__name__
         if o.ndim == 0:
@@ -194,13 +197,20 @@ def _report_missing_files(p: Callable, items: Any) -> None:
 
 
 def _report_labels(p: Callable, dsets: Datasets, items: Any, valid: list[int]) -> None:
-    """Counts per class on train, and the labels of valid that train never saw."""
+    """Counts per class on train, and the labels of valid that train never saw; a target transform with a
+    `label_report(train_labels, valid_labels)` (masks) says itself what its labels hold."""
     for tl in dsets.tls[dsets.n_inp:]:
         fs = tl.tfms.fs
-        k = next((j for j, t in enumerate(fs) if getattr(t, 'vocab', None) is not None), None)
+        k = next((j for j, t in enumerate(fs)
+                  if hasattr(t, 'label_report') or getattr(t, 'vocab', None) is not None), None)
         if k is None:
             continue
         to_label = Pipeline(fs[:k], split_idx=1)
+        if hasattr(fs[k], 'label_report'):
+            for line in fs[k].label_report([to_label(o) for o in tl.train.items],
+                                           [to_label(o) for o in tl.valid.items]):
+                p(line)
+            continue
         vocab = fs[k].vocab
         train_counts = Counter()
         for o in tl.train.items:

@@ -1,5 +1,6 @@
 """Metrics: batch functions averaged over a phase, and class metrics (F1, precision, recall) that accumulate,
-for single-label (argmax) and multi-label (threshold) targets."""
+for single-label (argmax) and multi-label (threshold) targets; segmentation overlaps (Dice, Jaccard) accumulate
+over every pixel of the phase."""
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,7 @@ from blocklearn.callbacks.recorder import batch_size
 
 __all__ = ['Metric', 'AvgMetric', 'ConfusionMetric', 'F1Score', 'Precision', 'Recall', 'accuracy', 'error_rate',
            'top_k_accuracy', 'as_metric', 'precision_recall_f1', 'accuracy_multi', 'MultiLabelMetric',
-           'F1ScoreMulti', 'PrecisionMulti', 'RecallMulti']
+           'F1ScoreMulti', 'PrecisionMulti', 'RecallMulti', 'foreground_acc', 'Dice', 'JaccardCoeff', 'DiceMulti']
 
 
 class Metric(ABC):
@@ -234,6 +235,94 @@ class F1ScoreMulti(MultiLabelMetric):
     """Multi-label F1, 2 tp / (actual + predicted), with predictions `> thresh`."""
     name = 'f1_score'
     _which = 2
+
+
+def foreground_acc(inp: torch.Tensor, targ: torch.Tensor, bkg_idx: int = 0, axis: int = 1) -> torch.Tensor:
+    """Pixel accuracy of a segmentation (argmax over `axis`) over the pixels whose target is not `bkg_idx`
+    (NaN for a batch with none)."""
+    pred, targ = _codes(inp, targ, axis, 'foreground_acc')
+    keep = targ != bkg_idx
+    return (pred[keep] == targ[keep]).float().mean()
+
+
+class Dice(Metric):
+    """Dice coefficient 2|P&T| / (|P|+|T|) of a binary segmentation, over every pixel of the phase: P the pixels
+    whose argmax over `axis` is a code > 0 (foreground), T those whose target is. None before any foreground."""
+    name = 'dice'
+
+    def __init__(self, axis: int = 1):
+        self.axis = axis
+        self.reset()
+
+    def reset(self) -> None:
+        self.inter: torch.Tensor | None = None  # |P&T| and |P|+|T| so far, kept on the device (no sync per batch)
+        self.union: torch.Tensor | None = None
+
+    def accumulate(self, learn: Any) -> None:
+        pred, targ = _codes(learn.pred, learn.yb[0], self.axis, type(self).__name__)
+        pred, targ = pred > 0, targ > 0
+        inter, union = (pred & targ).sum(), pred.sum() + targ.sum()
+        self.inter = inter if self.inter is None else self.inter + inter
+        self.union = union if self.union is None else self.union + union
+
+    @property
+    def value(self) -> float | None:
+        if self.union is None or int(self.union) == 0:
+            return None
+        return 2. * int(self.inter) / int(self.union)
+
+
+class JaccardCoeff(Dice):
+    """Jaccard index (intersection over union) |P&T| / |P|T| of a binary segmentation, over every pixel of the phase,
+    foreground as for `Dice`."""
+    name = 'jaccard_coeff'
+
+    @property
+    def value(self) -> float | None:
+        if self.union is None or int(self.union) == 0:
+            return None
+        return int(self.inter) / (int(self.union) - int(self.inter))
+
+
+class DiceMulti(Metric):
+    """Dice coefficient of each code (the argmax over `axis` against the target) over every pixel of the phase,
+    averaged over the codes that occur in the predictions or the targets (background included, as in fastai)."""
+    name = 'dice_multi'
+
+    def __init__(self, axis: int = 1):
+        self.axis = axis
+        self.reset()
+
+    def reset(self) -> None:
+        self.inter: torch.Tensor | None = None  # per code: pixels where prediction and target agree on it
+        self.union: torch.Tensor | None = None  # per code: pixels predicted as it plus pixels labelled it
+
+    def accumulate(self, learn: Any) -> None:
+        pred, targ = _codes(learn.pred, learn.yb[0], self.axis, type(self).__name__)
+        n = learn.pred.shape[self.axis]
+        pred, targ = pred.reshape(-1), targ.reshape(-1)
+        targ = torch.where((targ >= 0) & (targ < n), targ, n)  # codes the model has no output for: one bin, unused
+        inter = torch.bincount(targ[pred == targ], minlength=n + 1)[:n]
+        union = (torch.bincount(pred, minlength=n + 1) + torch.bincount(targ, minlength=n + 1))[:n]
+        self.inter = inter if self.inter is None else self.inter + inter
+        self.union = union if self.union is None else self.union + union
+
+    @property
+    def value(self) -> float | None:
+        if self.union is None or not bool((self.union > 0).any()):
+            return None
+        seen = self.union > 0
+        return (2. * self.inter[seen].double() / self.union[seen].double()).mean().item()
+
+
+def _codes(inp: torch.Tensor, targ: torch.Tensor, axis: int, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted codes (argmax over `axis`) and target codes, checked to be one per pixel."""
+    pred = inp.argmax(dim=axis)
+    if pred.numel() != targ.numel():
+        raise ValueError(f'{who}: predictions of shape {tuple(inp.shape)} give {pred.numel()} codes over axis {axis}, '
+                         f'but the targets have shape {tuple(targ.shape)}; it needs activations (B, c, H, W) and masks '
+                         f'(B, H, W).')
+    return pred.reshape(targ.shape), targ.long()
 
 
 def precision_recall_f1(cm: torch.Tensor | Any, average: str | None = 'macro'

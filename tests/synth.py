@@ -1,16 +1,19 @@
-"""Tiny synthetic DataLoaders and learners for the learner and callback tests."""
+"""Tiny synthetic DataLoaders and learners for the learner and callback tests, and a segmentation set on disk."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
 from blocklearn.learner.learner import Learner
 
 __all__ = ['SynthDataLoaders', 'regression_dls', 'classification_dls', 'synth_learner', 'three_group_learner',
-           'three_group_splitter']
+           'three_group_splitter', 'SEG_CODES', 'write_segmentation_set']
 
 
 class SynthDataLoaders:
@@ -69,3 +72,29 @@ def three_group_learner(n_train: int = 10, **kwargs) -> Learner:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
     return Learner(classification_dls(n_train), model, splitter=three_group_splitter, **kwargs)
+
+
+SEG_CODES = np.array(['background', 'square', 'disc'])  # as np.loadtxt(path/'codes.txt', dtype=str) gives them
+_SEG_COLOURS = np.array([[0, 0, 0], [230, 20, 20], [20, 20, 230]], np.int16)  # background is noise below 60
+
+
+def write_segmentation_set(root: Path, n: int = 16, seed: int = 0, size: tuple[int, int] = (48, 64)) -> Path:
+    """`n` noise images (h, w = `size`) with a red 20x26 rectangle (code 1) and a blue disc (code 2), their masks
+    labels/{stem}_P.png and codes.txt, laid out as CamVid; returns `root`."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    (root / 'images').mkdir(parents=True)
+    (root / 'labels').mkdir()
+    yy, xx = np.mgrid[:h, :w]
+    for i in range(n):
+        m = np.zeros((h, w), np.uint8)
+        y0, x0 = rng.integers(2, h - 24), rng.integers(2, w - 30)
+        m[y0:y0 + 20, x0:x0 + 26] = 1
+        cy, cx, r = rng.integers(10, h - 10), rng.integers(10, w - 10), rng.integers(6, 10)
+        m[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 2
+        img = np.where(m[..., None] > 0, _SEG_COLOURS[m] + rng.integers(-15, 15, (h, w, 3)),
+                       rng.integers(0, 60, (h, w, 3)))
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / 'images' / f'scene{i:02d}.png')
+        Image.fromarray(m).save(root / 'labels' / f'scene{i:02d}_P.png')
+    (root / 'codes.txt').write_text('\n'.join(SEG_CODES) + '\n')
+    return root

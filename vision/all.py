@@ -30,11 +30,13 @@ from blocklearn.blocks.collection import *
 from blocklearn.blocks.convert import *
 from blocklearn.blocks.datablock import *
 from blocklearn.blocks.datasets import *
+from blocklearn.blocks.doc import *
 from blocklearn.blocks.external import *
 from blocklearn.blocks.files import *
 from blocklearn.blocks.labellers import *
 from blocklearn.blocks.loader import *
 from blocklearn.blocks.losses import *
+from blocklearn.blocks.plot import *
 from blocklearn.blocks.rng import *
 from blocklearn.blocks.printable import *
 from blocklearn.blocks.safe_io import *
@@ -78,13 +80,18 @@ from blocklearn.vision.core import *
 from blocklearn.vision.data import *
 from blocklearn.vision.efficientnet import *
 from blocklearn.vision.extras import *
+from blocklearn.vision.item_augment import *
 from blocklearn.vision.learner import *
+from blocklearn.vision.mask import *
 from blocklearn.vision.models import *
 from blocklearn.vision.normalize import *
 from blocklearn.vision.points import *
 from blocklearn.vision.resize import *
 from blocklearn.vision.show import *
 from blocklearn.vision.timm_models import *
+from blocklearn.vision.unet import *
 from blocklearn.vision.utils import *
 from blocklearn.vision.xresnet import *
 from blocklearn.blocks.basics import *
+# Last, so it replaces pathlib's imported above: notebooks' `Path` is the subclass with fastai's `ls()`.
+from blocklearn.blocks.files import Path  # noqa: F811

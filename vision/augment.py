@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from blocklearn.blocks.registry import register_for_recipes
 from blocklearn.blocks.transform import RandTransform, Transform
-from blocklearn.vision.core import TensorImage, TensorPoint, first_image
+from blocklearn.vision.core import TensorImage, TensorMask, TensorPoint, first_image
 from blocklearn.vision.points import warp_points
 
 __all__ = ['aug_transforms', 'AffineAugment', 'RandomResizedCropGPU', 'GeometricTfm', 'Flip', 'Dihedral',
@@ -61,7 +61,7 @@ def aug_transforms(mult: float = 1., do_flip: bool = True, flip_vert: bool = Fal
 class AffineAugment(RandTransform):
     """Geometric `tfms` and a crop to `size` composed into one sampling grid: one `grid_sample` per batch.
     Train: a random box (area in [min_scale, 1], aspect in `ratio`) then the steps; else a centred box, resized.
-    Key points of the sample move with the image (kept when they leave it)."""
+    Key points of the sample move with the image (kept when they leave it); masks too, sampled nearest."""
     order = 30
     split_idx = None
 
@@ -115,6 +115,9 @@ class AffineAugment(RandTransform):
 
     def encodes(self, x: TensorPoint) -> TensorPoint:  # noqa: F811 (dispatched on the annotation)
         return warp_points(x, self._mats, self._in_hw, self._out_hw, self.align_corners)
+
+    def encodes(self, x: TensorMask) -> TensorMask:  # noqa: F811
+        return _resample_mask(x, self._mats, self._out_hw, self.pad_mode, self.align_corners)
 
     def __repr__(self) -> str:
         steps = ' -> '.join(t.name for t in self.tfms) or 'no steps'
@@ -170,6 +173,9 @@ class GeometricTfm(RandTransform):
 
     def encodes(self, x: TensorPoint) -> TensorPoint:  # noqa: F811 (dispatched on the annotation)
         return warp_points(x, self._mats, self._hw, self._hw, self.align_corners)
+
+    def encodes(self, x: TensorMask) -> TensorMask:  # noqa: F811
+        return _resample_mask(x, self._mats, self._hw, self.pad_mode, self.align_corners)
 
 
 class Flip(GeometricTfm):
@@ -396,6 +402,16 @@ def _resample(x: torch.Tensor, mats: torch.Tensor, out_hw: tuple[int, int], mode
     grid = perspective_grid(mats, out_hw, align_corners, device=plain.device, dtype=plain.dtype)
     out = F.grid_sample(plain, grid, mode=mode, padding_mode=pad_mode, align_corners=align_corners)
     return (out[0] if single else out).as_subclass(type(x))
+
+
+def _resample_mask(x: TensorMask, mats: torch.Tensor, out_hw: tuple[int, int], pad_mode: str,
+                   align_corners: bool) -> TensorMask:
+    """A mask (H,W) or batch of masks (B,H,W) through the grid its images go through, sampled nearest so every
+    pixel keeps one of the codes; padding as the image's, so a reflected border is labelled as what it shows."""
+    plain = x.as_subclass(torch.Tensor)
+    # grid_sample takes floats; nearest sampling copies values, so codes come back exact (below 2**24)
+    out = _resample(plain.unsqueeze(-3).float(), mats, out_hw, 'nearest', pad_mode, align_corners)
+    return out.squeeze(-3).round_().to(plain.dtype).as_subclass(type(x))
 
 
 def _logit_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:

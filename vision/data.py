@@ -1,9 +1,10 @@
-"""Image files and ImageDataLoaders: the common ways of labelling a folder of images, in one call each."""
+"""Image files, ImageDataLoaders (the common ways of labelling a folder of images, in one call each) and
+SegmentationDataLoaders (images and their masks)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -14,10 +15,10 @@ from blocklearn.blocks.labellers import ColReader, ItemGetter, RegexLabeller, pa
 from blocklearn.blocks.loader import DataLoaders
 from blocklearn.blocks.splitters import ColSplitter, GrandparentSplitter, RandomSplitter
 
-from .block import ImageBlock
+from .block import ImageBlock, MaskBlock
 from .core import PILImage
 
-__all__ = ['image_extensions', 'get_image_files', 'ImageDataLoaders']
+__all__ = ['image_extensions', 'get_image_files', 'ImageDataLoaders', 'SegmentationDataLoaders']
 
 # The one list of image extensions (get_image_files, resize_images, download_images). Written out rather than
 # taken from mimetypes, whose table depends on the machine and lists .svg, which PIL cannot read.
@@ -121,4 +122,20 @@ class ImageDataLoaders(DataLoaders):
     @classmethod
     def _from_block(cls, block: DataBlock, source: Any, path: str | os.PathLike, **kwargs) -> ImageDataLoaders:
         dls = block.dataloaders(source, path=path, **kwargs)
+        return cls(*dls.loaders, path=dls.path)
+
+
+class SegmentationDataLoaders(DataLoaders):
+    """DataLoaders for segmentation: images and masks of class codes, one mask per image."""
+
+    @classmethod
+    def from_label_func(cls, path: str | os.PathLike, fnames: Sequence, label_func: Callable,
+                        valid_pct: float = 0.2, seed: int | None = None, codes: Iterable | None = None,
+                        item_tfms=None, batch_tfms=None, img_cls: type = PILImage,
+                        **kwargs) -> SegmentationDataLoaders:
+        """Masks at `label_func(image_file)`, their codes 0, 1, ... named by `codes` (CamVid: codes.txt)."""
+        block = DataBlock(blocks=(ImageBlock(img_cls), MaskBlock(codes)),
+                          splitter=RandomSplitter(valid_pct, seed=seed), get_y=label_func,
+                          item_tfms=item_tfms, batch_tfms=batch_tfms)
+        dls = block.dataloaders(list(fnames), path=path, **kwargs)
         return cls(*dls.loaders, path=dls.path)

@@ -20,7 +20,8 @@ Stats = Sequence[float] | torch.Tensor
 
 class IntToFloatTensor(Transform):
     """Integer image batches become float32 divided by `div`; `decodes` rounds back to integers for display.
-    Float batches pass unchanged (fastai divides again); `div_mask` is kept for fastai's signature (no masks yet)."""
+    Float batches pass unchanged (fastai divides again); masks (TensorMask) stay integer codes, so `div_mask` is
+    kept for fastai's signature only."""
     order = 10
 
     def __init__(self, div: float | None = 255., div_mask: float = 1):
