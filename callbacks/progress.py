@@ -111,4 +111,5 @@ class ProgressCallback(Callback):
             self._names = [name.ljust(8) for name in cells]
             print('  '.join(self._names).rstrip(), flush=True)
         else:
-            print(''.join(c.ljust(len(name) + 2) for c, name in zip(cells, self._names)).rstrip(), flush=True)
+            # two spaces between cells, also after one wider than its header (a loss of 18776.815972)
+            print('  '.join(c.ljust(len(name)) for c, name in zip(cells, self._names)).rstrip(), flush=True)

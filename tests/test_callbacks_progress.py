@@ -89,3 +89,14 @@ def test_a_nan_stop_is_said_after_the_bar_it_cut_has_ended_its_line(mode, monkey
     assert message.count('\n') == 1 and message.endswith('\n')
     assert out[:out.index('Loss is nan')].endswith('\n')          # not glued to a bar fragment
     assert ('\r' in out) == (mode == 'bar')
+
+
+def test_lines_mode_keeps_a_value_wider_than_its_header_apart_from_the_next(monkeypatch, capsys):
+    monkeypatch.setenv('BLOCKLEARN_PROGRESS', 'lines')
+    huge = lambda pred, targ: nn.functional.cross_entropy(pred, targ) * 1e6  # noqa: E731 (a loss in the 100000s)
+    learn = Learner(classification_dls(n_train=3), nn.Linear(4, 3), loss_func=huge, metrics=accuracy)
+    learn.fit(1, lr=0.)
+    lines = capsys.readouterr().out.splitlines()
+    cells = lines[1].split()
+    assert len(cells) == 5 and float(cells[2]) > 1e5 and len(cells[2]) > len('valid_loss'), lines
+    assert float(cells[3]) == pytest.approx(learn.recorder.values[0][2], abs=1e-6)
