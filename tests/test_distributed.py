@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,23 @@ def test_save_and_export_write_on_rank_0_only_under_torchrun(monkeypatch, tmp_pa
     learn.save('m')
     learn.export('e.pkl')
     assert (tmp_path / 'models' / 'm.pth').exists() and (tmp_path / 'e.pkl').exists()
+
+
+def test_a_cuda_rank_joins_with_nccl_on_its_local_gpu_and_a_cpu_rank_with_gloo(monkeypatch):
+    # No GPU here: the calls torch would make are recorded. The CUDA path runs for real only on a GPU machine.
+    from blocklearn.learner import distributed
+    calls = []
+    monkeypatch.setattr(distributed.dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(distributed.dist, 'rendezvous', lambda url: iter([(dist.HashStore(), 1, 2)]))
+    monkeypatch.setattr(distributed.dist, 'init_process_group', lambda backend, **kw: calls.append((backend, kw)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    learn = types.SimpleNamespace(dls=types.SimpleNamespace(device=torch.device('cuda')), model=None)
+    device = distributed._rank_device(learn)
+    assert device == torch.device('cuda', 1)
+    assert distributed.setup_distrib(device)
+    assert calls[0] == ('set_device', device)
+    assert calls[1][0] == 'nccl' and calls[1][1]['device_id'] == device and calls[1][1]['rank'] == 1
+    calls.clear()
+    assert distributed.setup_distrib(torch.device('cpu'))
+    assert calls[0][0] == 'gloo' and calls[0][1]['world_size'] == 2
