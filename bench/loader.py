@@ -4,13 +4,14 @@ Prints images/s for (a) the item pipeline on one core, (b) batch_tfms, (c) one f
 default num_workers, and transform dispatch cost, for blocklearn and (when installed) fastai 2.8.12 side by
 side. Each measurement runs in its own subprocess so peak memory is its own.
 
-    python bench/loader.py [--n-images 640] [--quick]
+    python bench/loader.py [--n-images 640] [--runs 3] [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -202,6 +203,7 @@ def main() -> None:
     ap.add_argument('--child', nargs=4, default=None)
     ap.add_argument('--n-images', type=int, default=640)
     ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--runs', type=int, default=3, help='each measurement this many times; medians are shown')
     ap.add_argument('--quick', action='store_true', help='fewer images and repeats')
     args = ap.parse_args()
     if args.child:
@@ -211,14 +213,18 @@ def main() -> None:
     n = 200 if args.quick else args.n_images
     path = make_images(Path(tempfile.gettempdir()) / f'blocklearn_bench_{n}', n)
     fastai = _has_fastai()
-    print(f'{n} JPEGs ~500x375 in {path}; {os.cpu_count()} cores; fastai 2.8.12 {"found" if fastai else "not installed"}')
+    print(f'{n} JPEGs ~500x375 in {path}; {os.cpu_count()} cores; median of {args.runs} runs; fastai 2.8.12 '
+          f'{"found" if fastai else "not installed"}')
     rows = [('a', 'item pipeline, 1 core (img/s)', 'img_s'), ('b', 'batch_tfms, bs=64 (img/s)', 'img_s'),
             ('c', 'train epoch, default workers (img/s)', 'img_s'), ('c', 'train epoch peak memory (MB)', 'peak_mb'),
             ('dispatch', 'Transform dispatch (us/call)', 'us_call')]
-    results = {}
-    for part in ('dispatch', 'a', 'b', 'c'):
-        for fw in ['blocklearn'] + (['fastai'] if fastai else []) + (['torch'] if part == 'a' else []):
-            results[fw, part] = _run_sub(fw, part, path, args.reps)
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.runs):  # interleaved, so a slow spell of the machine hits every framework alike
+        for part in ('dispatch', 'a', 'b', 'c'):
+            for fw in ['blocklearn'] + (['fastai'] if fastai else []) + (['torch'] if part == 'a' else []):
+                if (res := _run_sub(fw, part, path, args.reps)) is not None:
+                    runs.setdefault((fw, part), []).append(res)
+    results = {k: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for k, rs in runs.items()}
     print(f'\n{"measure":<40}{"blocklearn":>12}{"fastai":>12}{"ratio":>9}{"torch":>10}')
     for part, label, key in rows:
         ours = (results.get(('blocklearn', part)) or {}).get(key)

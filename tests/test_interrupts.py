@@ -10,8 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / 'data' / 'photos' / 'images'
 
-# Default workers (persistent) and the default progress bar. The callback writes a marker on the fourth batch of
-# the first fit and then keeps training slowly, so the SIGINT lands mid-epoch, with batches in flight.
+# A worker (persistent, the default), as a GPU or a CPU of more than 2 cores gets by default, and the default
+# progress bar. The callback writes a marker on the fourth batch of the first fit and then keeps training slowly, so
+# the SIGINT lands mid-epoch, with batches in flight.
 _FIT_CTRL_C_FIT = textwrap.dedent('''
     import sys, time
     from pathlib import Path
@@ -24,7 +25,7 @@ _FIT_CTRL_C_FIT = textwrap.dedent('''
             if marker.exists():
                 time.sleep(0.05)
     dls = ImageDataLoaders.from_name_re(sys.argv[1], get_image_files(sys.argv[1]), r'(.+)_\\d+.jpg$',
-                                        item_tfms=Resize(32), bs=8, seed=0, device='cpu')
+                                        item_tfms=Resize(32), bs=8, seed=0, device='cpu', num_workers=1)
     assert dls.train.num_workers > 0 and dls.train.persistent_workers
     learn = vision_learner(dls, resnet18, pretrained=False, metrics=error_rate)
     try:

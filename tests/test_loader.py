@@ -1,4 +1,6 @@
 """DataLoader behaviour: workers, errors from workers, shuffling, test_dl, decode, show_batch."""
+import os
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -6,7 +8,7 @@ import torch
 from blocklearn.blocks.block import CategoryBlock
 from blocklearn.blocks.datablock import DataBlock
 from blocklearn.blocks.labellers import RegexLabeller, using_attr
-from blocklearn.blocks.loader import DataLoader, collate
+from blocklearn.blocks.loader import DataLoader, collate, default_num_workers
 from blocklearn.blocks.splitters import RandomSplitter
 from blocklearn.vision.block import ImageBlock
 from blocklearn.vision.core import TensorImage
@@ -196,3 +198,18 @@ def test_an_items_random_transforms_depend_on_the_epoch_and_the_item_not_the_wor
     assert len(batches[0]) == 7 and all(torch.equal(a, b) for a, b in zip(*batches))
     torch.manual_seed(6)
     assert not torch.equal(next(iter(dls.train))[0], batches[1][0])   # another epoch draw, other crops
+
+
+@pytest.mark.parametrize('cores, device, expected', [(2, 'cpu', 0), (2, None, 0), (1, 'cpu', 0), (2, 'cuda', 1),
+                                                     (4, 'cpu', 3), (16, 'cuda', 8)])
+def test_default_workers_leave_a_small_cpu_to_the_model(monkeypatch, cores, device, expected):
+    # on 2 cores a worker slowed CPU training more than loading in between steps did (bench/finetune.py)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(cores)), raising=False)
+    assert default_num_workers(device) == expected
+
+
+def test_a_loader_takes_its_default_workers_from_its_device(monkeypatch, photos):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
+    assert small_dls(photos, bs=8).train.num_workers == 0  # device='cpu'
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3}, raising=False)
+    assert small_dls(photos, bs=8).train.num_workers == 3

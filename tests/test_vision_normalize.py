@@ -111,3 +111,18 @@ def test_pipeline_runs_int_to_float_before_normalize_and_decodes_to_uint8():
         / torch.tensor(imagenet_stats[1]).view(1, 3, 1, 1)
     assert torch.allclose(out.as_subclass(torch.Tensor), expected, atol=1e-5)
     assert torch.equal(pipe.decode(out).as_subclass(torch.Tensor), x.as_subclass(torch.Tensor))
+
+
+def test_normalize_without_stats_learns_them_from_one_training_batch(photos):
+    # fastai's Normalize() in batch_tfms: the loaders compute its stats from a batch, through the transforms before it
+    from blocklearn.blocks.labellers import RegexLabeller
+    from blocklearn.vision.data import ImageDataLoaders, get_image_files
+    from blocklearn.vision.resize import Resize
+    norm = Normalize()
+    dls = ImageDataLoaders.from_name_func(photos, get_image_files(photos)[:40], RegexLabeller(r'(.+)_\d+.jpg$'),
+                                          item_tfms=Resize(32), batch_tfms=norm, bs=16, num_workers=0,
+                                          device='cpu', seed=0)
+    assert norm.mean is not None and norm.mean.shape == (1, 3, 1, 1)
+    assert 0.2 < float(norm.mean.mean()) < 0.8  # stats of float pixels in [0, 1], not of uint8 ones
+    x, _ = dls.valid.one_batch()
+    assert x.mean((0, 2, 3)).abs().max() < 0.5 and (x.std((0, 2, 3)) - 1).abs().max() < 0.5
