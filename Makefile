@@ -27,6 +27,7 @@ nbs: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/loader.py
+	$(VENV)/bin/python bench/finetune.py
 	$(VENV)/bin/python bench/overhead.py
 	$(VENV)/bin/python bench/interp.py
 	$(VENV)/bin/python bench/fp16.py
