@@ -56,7 +56,10 @@ def _drawn_on_image(target: Any) -> bool:
 
 def _show_on_images(learn: Any, b: tuple, samples: list, decoded: torch.Tensor, n_inp: int, nrows: int | None,
                     ncols: int | None, figsize: tuple | None, **kwargs) -> list:
-    """Each item twice, side by side: its inputs with the target, then with the prediction, under one title."""
+    """Each item twice, side by side: its inputs with the target, then with the prediction, under one title; one
+    item a row unless `nrows`/`ncols` say otherwise, as fastai lays out masks and points."""
+    if nrows is None and ncols is None:
+        ncols = 1
     axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize, double=True, title='Target/Prediction')
     for i, sample in enumerate(samples):
         pred = decode_target(learn, decoded[i], inputs=tuple(x[i:i + 1] for x in b[:n_inp]))

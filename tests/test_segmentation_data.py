@@ -303,6 +303,9 @@ def test_show_results_draws_target_and_prediction_over_the_image(path):
         assert (pred[keep] == target[keep]).mean() > 0.97        # the colour model is right away from edges
         assert im.get_clim() == (0, 2)
     assert axs[0].figure.get_size_inches().tolist() == [7, 8]
+    # one item a row, as fastai: target left, prediction right, the next item below
+    boxes = [ax.get_position() for ax in axs]
+    assert boxes[0].y0 == boxes[1].y0 and boxes[0].x0 < boxes[1].x0 and boxes[2].y0 < boxes[0].y0
     plt.close('all')
 
 
