@@ -151,3 +151,11 @@ def test_the_route_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         ToTensor()(Resize(128)(PILImage.create(PHOTOS[0]), split_idx=1))
+
+
+def test_a_box_leaving_the_image_is_left_to_pil():
+    img = PILImage.create(PHOTOS[0])  # 320x213
+    with pytest.raises(ValueError):  # PIL refuses a box beyond the image; the tensor route must not crop it quietly
+        img.resize_box((50, 50), (-10, 0, 200, 213))
+    fractional = PILImage.create(PHOTOS[0]).resize_box((50, 50), (0.5, 0, 200.5, 213))
+    assert fractional._pixels is None and fractional.size == (50, 50)

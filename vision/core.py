@@ -130,7 +130,7 @@ class PILBase(Image.Image):
         when `box` shrinks by at least that factor, which never changes the result's size."""
         pending = self._source is not None and self._im is None
         reduce = _draft_reduce(box, size) if pending else 1
-        if pending and reduce == 1 and resample == Image.Resampling.BILINEAR and _is_int_box(box):
+        if pending and reduce == 1 and resample == Image.Resampling.BILINEAR and _is_pixel_box(box, self.size):
             t = decode_jpeg_tensor(self._source, self.mode, self._orientation)
             if t is not None:
                 return self._from_pixels(crop_resize_tensor(t, tuple(int(c) for c in box), size))
@@ -461,8 +461,11 @@ def _info_upright(info: dict, orientation: int) -> dict:
     return {k: v for k, v in info.items() if k not in _ORIENTATION_INFO_KEYS}
 
 
-def _is_int_box(box: tuple[float, ...]) -> bool:
-    return all(float(c).is_integer() for c in box)
+def _is_pixel_box(box: tuple[float, ...], size: tuple[int, int]) -> bool:
+    """Whether `box` (l, t, r, b) is whole pixels inside an image of `size` (w, h): else PIL resizes (or refuses)."""
+    left, top, right, bottom = box
+    return (all(float(c).is_integer() for c in box)
+            and 0 <= left < right <= size[0] and 0 <= top < bottom <= size[1])
 
 
 def _draft_reduce(box: tuple[float, float, float, float], size: tuple[int, int]) -> int:
