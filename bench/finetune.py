@@ -8,7 +8,7 @@ Three runs of the same job, each in its own process, interleaved, medians compar
               and held in memory: the model's time alone.
 Targets: blocklearn <= 1.15x the floor, and faster than fastai. Run it on an otherwise idle machine.
 
-    python bench/finetune.py [--n-images 640] [--repeats 3] [--size 128] [--bs 64]
+    python bench/finetune.py [--n-images 640] [--repeats 3] [--size 128] [--bs 64] [--num-workers N]
 """
 from __future__ import annotations
 
@@ -30,23 +30,24 @@ __all__ = ['blocklearn_run', 'fastai_run', 'floor_run', 'main']
 PAT = r'(.+)_\d+.jpg$'
 
 
-def blocklearn_run(path: Path, size: int, bs: int) -> float:
-    """Seconds for `fine_tune(1)`, default workers and progress off (fastai's is off too)."""
+def blocklearn_run(path: Path, size: int, bs: int, num_workers: int | None = None) -> float:
+    """Seconds for `fine_tune(1)`, default workers unless given, progress off (fastai's is off too)."""
     import blocklearn.vision.all as api
-    return _fine_tune(api, path, size, bs)
+    return _fine_tune(api, path, size, bs, num_workers)
 
 
-def fastai_run(path: Path, size: int, bs: int) -> float:
+def fastai_run(path: Path, size: int, bs: int, num_workers: int | None = None) -> float:
     import fastai.vision.all as api
-    return _fine_tune(api, path, size, bs)
+    return _fine_tune(api, path, size, bs, num_workers)
 
 
-def _fine_tune(api: Any, path: Path, size: int, bs: int) -> float:
+def _fine_tune(api: Any, path: Path, size: int, bs: int, num_workers: int | None) -> float:
     """The same lines with either library's names (`api`: its `vision.all` module)."""
     import torch
+    workers = {} if num_workers is None else {'num_workers': num_workers}
     dls = api.ImageDataLoaders.from_name_re(
         path, api.get_image_files(path), PAT, item_tfms=api.Resize(size * 5 // 4), bs=bs, device='cpu', seed=42,
-        batch_tfms=[*api.aug_transforms(size=size), api.Normalize.from_stats(*api.imagenet_stats)])
+        batch_tfms=[*api.aug_transforms(size=size), api.Normalize.from_stats(*api.imagenet_stats)], **workers)
     torch.manual_seed(0)
     learn = api.vision_learner(dls, api.resnet18, pretrained=False, metrics=api.error_rate)
     with learn.no_bar(), learn.no_logging():
@@ -67,7 +68,7 @@ class _InMemory:
         return (self.train, self.valid)[i]
 
 
-def floor_run(path: Path, size: int, bs: int) -> float:
+def floor_run(path: Path, size: int, bs: int, num_workers: int | None = None) -> float:
     """The same fine_tune on pre-made batches: the validation pipeline (centre crops) run once beforehand."""
     import torch
     from blocklearn.learner.learner import Learner
@@ -99,8 +100,9 @@ def _has_fastai() -> bool:
     return res.returncode == 0 and res.stdout.strip() == '2.8.12'
 
 
-def _run_sub(name: str, path: Path, size: int, bs: int) -> float | None:
+def _run_sub(name: str, path: Path, size: int, bs: int, num_workers: int | None) -> float | None:
     cmd = [sys.executable, __file__, '--child', name, str(path), '--size', str(size), '--bs', str(bs)]
+    cmd += [] if num_workers is None else ['--num-workers', str(num_workers)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         print(f'  [{name} failed: {(res.stderr.strip().splitlines() or [res.returncode])[-1]}]')
@@ -115,10 +117,11 @@ def main() -> None:
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--bs', type=int, default=64)
+    ap.add_argument('--num-workers', type=int, default=None, help='for the loaders (default: the libraries\' own)')
     args = ap.parse_args()
     if args.child:
         name, path = args.child
-        print(json.dumps(RUNS[name](Path(path), args.size, args.bs)))
+        print(json.dumps(RUNS[name](Path(path), args.size, args.bs, args.num_workers)))
         return
     path = make_images(Path(tempfile.gettempdir()) / f'blocklearn_bench_{args.n_images}', args.n_images)
     names = ['floor', 'blocklearn'] + (['fastai'] if _has_fastai() else [])
@@ -128,7 +131,7 @@ def main() -> None:
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(args.repeats):
         for n in names:
-            t = _run_sub(n, path, args.size, args.bs)
+            t = _run_sub(n, path, args.size, args.bs, args.num_workers)
             if t is not None:
                 times[n].append(t)
     med = {n: statistics.median(ts) for n, ts in times.items() if ts}

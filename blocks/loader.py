@@ -47,8 +47,7 @@ def default_num_workers(device: torch.device | str | None = None) -> int:
 
     There the model needs both cores, and a worker costs it more than loading the items in between steps: on 2
     cores, fine_tune(1) of resnet18 at 128 px on 640 JPEGs took a median 18.7 s without a worker and 21.7 s with
-    one, against 18.5 s on batches held in memory (bench/finetune.py; 5 runs each, every pair the same way round).
-    """
+    one, against 18.5 s on batches held in memory (bench/finetune.py --num-workers 0 / 1, 5 runs each)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     on_cpu = device is None or torch.device(device).type == 'cpu'
     if on_cpu and cores <= 2:

@@ -273,7 +273,7 @@ class Dice(Metric):
 
 
 class JaccardCoeff(Dice):
-    """Jaccard index (intersection over union) |P&T| / |P|T| of a binary segmentation, over every pixel of the phase,
+    """Jaccard index (intersection over union) |P&T| / |P or T| of a binary segmentation, over every pixel of the phase,
     foreground as for `Dice`."""
     name = 'jaccard_coeff'
 

@@ -177,3 +177,13 @@ def test_timm_encoder_takes_a_whole_model_state_dict_and_its_recipe_rebuilds_it(
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
         assert torch.allclose(rebuilt.eval()(x), learn.model.eval()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize('arch', ARCHS, ids=lambda a: a if isinstance(a, str) else a.__name__)
+def test_every_parameter_takes_part_in_a_step(arch):
+    # DDP refuses a model with parameters no step uses: a timm model's head and final norm are pruned
+    needs(arch)
+    model = create_unet_model(arch, 3, img_size=32, pretrained=False)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused, unused

@@ -105,7 +105,5 @@ def _dihedral_points(pts: TensorPoint, k: int, wh: tuple[int, int]) -> TensorPoi
     return t.as_subclass(type(pts))
 
 
-
-
 # What a recipe (an export) may name from this module, by its own name: see blocks/registry.py.
 register_for_recipes('transform', FlipItem, DihedralItem)

@@ -7,14 +7,15 @@ that is not a baseline RGB or grey JPEG (see `PILBase.resize_box`).
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 
 try:
-    from torchvision.io import ImageReadMode, decode_jpeg
-except ImportError:  # torchvision 0.29 deprecated its decoders for TorchCodec; once they are gone, PIL decodes
+    from torchvision.io import ImageReadMode
+    # torchvision.io.decode_jpeg's own op: the Python wrapper warns at every call that the decoders are deprecated
+    # (torchvision 0.29, for TorchCodec), and silencing that per call would reset Python's once-only warnings.
+    decode_jpeg = torch.ops.image.decode_jpeg
+except (ImportError, AttributeError, RuntimeError):  # once the decoders are gone, PIL decodes
     decode_jpeg = None
 
 __all__ = ['decode_jpeg_tensor', 'crop_resize_tensor', 'upright_tensor']
@@ -29,11 +30,8 @@ def decode_jpeg_tensor(data: bytes, mode: str, orientation: int = 1) -> torch.Te
     if mode not in _MODES or decode_jpeg is None:
         return None
     try:
-        with warnings.catch_warnings():
-            # the deprecation says the decoders will move to TorchCodec: nothing a user of this route can act on
-            warnings.simplefilter('ignore', DeprecationWarning)
-            t = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode[_MODES[mode]])
-    except RuntimeError:
+        t = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode[_MODES[mode]].value, False)
+    except (RuntimeError, TypeError):  # data libjpeg refuses; an op whose signature changed
         return None
     return upright_tensor(t, orientation)
 

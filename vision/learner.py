@@ -93,8 +93,8 @@ def _learner(who: str, dls: Any, arch: Arch | str, factory: Callable, n_out: int
     learn = Learner(dls, model, splitter=meta['split'] if splitter is None else splitter, **learner_kwargs)
     try:
         # The weights travel in the export: the recipe rebuilds the same shapes with no download and no init.
-        recipe_kwargs = {**model_kwargs, 'init': None} if 'init' in model_kwargs else model_kwargs
-        learn.model_recipe = model_recipe(factory, arch=arch, n_out=n_out, pretrained=False, **recipe_kwargs)
+        learn.model_recipe = model_recipe(factory, arch=arch, n_out=n_out, pretrained=False,
+                                          **{**model_kwargs, 'init': None})
     except RecipeError:
         learn.model_recipe = None  # a custom head or cut from __main__: load_learner(..., model=...) rebuilds it
     if has_weights:

@@ -274,8 +274,6 @@ def _pad_index(n: int, before: int, after: int, pad_mode: str) -> np.ndarray:
     return np.where(i >= n, period - i, i)
 
 
-
-
 def _centred(w: int, h: int, cw: int, ch: int) -> Box:
     left, top = (w - cw) // 2, (h - ch) // 2
     return (left, top, left + cw, top + ch)

@@ -198,7 +198,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = (conv(x).flatten(2).transpose(1, 2) for conv in (self.query, self.key, self.value))
-        # torch's fused attention (scaled by 1/sqrt(nk), unlike SAGAN) never stores the (hw, hw) matrix.
+        # scaled by 1/sqrt(nk), unlike SAGAN: the same attention, with logits that do not grow with the width
         out = F.scaled_dot_product_attention(q, k, v)
         return x + self.gamma * out.transpose(1, 2).reshape(b, c, h, w)
 
@@ -215,6 +215,10 @@ class TimmEncoder(nn.Module):
             raise ValueError(f'unet: timm model {type(model).__name__} has no forward_intermediates to give its '
                              'stage maps; choose another timm model, or build its body as an nn.Sequential and '
                              'pass it to DynamicUnet.')
+        # the head and final norm that forward_intermediates skips would be parameters no step uses: DDP refuses
+        # them (unless told to search for them at every step) and the optimizer would carry their state
+        if hasattr(model, 'prune_intermediate_layers'):
+            model.prune_intermediate_layers(prune_norm=True, prune_head=True)
         self.model = model
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
