@@ -1,7 +1,7 @@
 """Everything a notebook needs, in one import: `from blocklearn.vision.all import *`.
 
-With blocks/all.py, learner/all.py and callbacks/all.py, the only modules that star-import; this one also brings
-the names course notebooks use unqualified.
+The one module that star-imports (each module's `__all__`); it also brings the names course notebooks use
+unqualified. fastai's other lines (`fastai.basics`, `fastai.data.all`, `fastai.callback.all`) map to this one.
 """
 # ruff: noqa: F401, F403
 import math
